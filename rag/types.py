@@ -1,0 +1,159 @@
+"""The records that cross module boundaries.
+
+Data flows one way: files are read into :class:`Document` objects (with their
+:class:`Paragraph` list), stored, indexed, and come back from a search as
+:class:`Passage` objects; the generator turns passages into an :class:`Answer`
+whose :class:`Citation` objects each point at one passage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """One paragraph of an article: the unit of citation.
+
+    ``number`` is 1-based and stable for the same file content. ``start`` and
+    ``end`` are character offsets of the paragraph's block in the article body
+    that the parser extracted (the decoded file text for plain formats).
+    """
+
+    number: int
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class Document:
+    """An article as read from a file, before it is stored."""
+
+    source: str
+    """Unique id of the article: the file's absolute path, or ``path#id`` for a JSONL line."""
+    path: str
+    """Absolute path of the file the article came from."""
+    title: str
+    paragraphs: list[Paragraph]
+    author: str | None = None
+    publisher: str | None = None
+    published: str | None = None
+    """Publication date-time in ISO 8601 (with the UTC offset when the source gave a zone)."""
+    url: str | None = None
+    format: str = ""
+    """Parser that read it: ``scraped``, ``text``, ``markdown``, ``html`` or ``jsonl``."""
+
+
+@dataclass
+class Passage:
+    """A paragraph found by a search, with its article's metadata and a score.
+
+    Long paragraphs are indexed as several pieces; a search returns the whole
+    paragraph once, scored by its best piece.
+    """
+
+    text: str
+    title: str
+    source: str
+    paragraph: int
+    published: str | None = None
+    author: str | None = None
+    publisher: str | None = None
+    url: str | None = None
+    score: float = 0.0
+    paragraph_id: int = 0
+    """Row id of the paragraph in the store (stable while the article is unchanged)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FileFailure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did. Counts are of articles unless named otherwise."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[FileFailure] = field(default_factory=list)
+    """Files not read because their kind is unknown (with the reason)."""
+    failed: list[FileFailure] = field(default_factory=list)
+    """Files (or JSONL lines) that could not be read, with why."""
+    paragraphs: int = 0
+    """Paragraphs written by this run (of added and updated articles)."""
+    embedded: int = 0
+    """Passages whose text had to be embedded (new texts only)."""
+    seconds: float = 0.0
+
+    @property
+    def paragraphs_per_second(self) -> float:
+        return self.paragraphs / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["paragraphs_per_second"] = self.paragraphs_per_second
+        return data
+
+
+@dataclass
+class Citation:
+    """One citation marker of an answer, resolved to the paragraph it points at."""
+
+    number: int
+    """The number as it appears in ``Answer.text`` (renumbered 1, 2, … in order of first use)."""
+    passage: Passage
+    supported: bool
+    """Whether the sentences citing it assert only what the paragraph says (see ``rag.cite``)."""
+    support: float = 0.0
+    """Share of the citing sentences' key terms found in the paragraph (0..1)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sentence:
+    """A sentence of the answer with the citation numbers it carries."""
+
+    text: str
+    citations: list[int]
+    supported: bool
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    citations: list[Citation]
+    passages: list[Passage]
+    """Every passage given to the model, in prompt order."""
+    abstained: bool = False
+    sentences: list[Sentence] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent: ``retrieval``, ``prefill``, ``generation`` (and ``total``)."""
+    model: str = ""
+    raw_text: str = ""
+    """The model's output before citations were checked and renumbered."""
+    dropped_markers: int = 0
+    """Citation markers removed because they pointed outside the passages given."""
+    standalone_question: str | None = None
+    """For a chat follow-up, the question as rewritten for retrieval."""
+
+    @property
+    def unsupported_sentences(self) -> list[Sentence]:
+        return [s for s in self.sentences if not s.supported]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FusionMethod = Literal["rrf", "weighted", "dense", "lexical"]

@@ -1,0 +1,39 @@
+"""Shared fixtures: real files from ../shared, the real embedder, fresh index folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLE_NAME = "000_a385e70649e5e390.txt"
+QUESTION = "How much did Microsoft invest in OpenAI?"
+
+
+@pytest.fixture(scope="session")
+def sample_article() -> Path:
+    """The sample CNN article (from ../shared, or the copy shipped under examples/)."""
+    shared = SHARED / "articles" / SAMPLE_NAME
+    return shared if shared.exists() else ROOT / "examples" / SAMPLE_NAME
+
+
+@pytest.fixture(scope="session")
+def bbc_dir() -> Path:
+    path = SHARED / "data" / "bbc-news"
+    if not path.exists():
+        pytest.skip("../shared/data/bbc-news is not beside the checkout")
+    return path
+
+
+@pytest.fixture
+def articles(tmp_path: Path, sample_article: Path, bbc_dir: Path) -> Path:
+    """A small folder of real articles: the sample plus three BBC business stories."""
+    folder = tmp_path / "articles"
+    (folder / "business").mkdir(parents=True)
+    shutil.copy(sample_article, folder / SAMPLE_NAME)
+    for name in ("001.txt", "002.txt", "003.txt"):
+        shutil.copy(bbc_dir / "business" / name, folder / "business" / name)
+    return folder
