@@ -1,0 +1,242 @@
+"""The Python API: ``RAG`` opens an index folder and ingests, searches and answers.
+
+The CLI and the notebooks are thin layers over this class. Models load lazily,
+on first use, and once: opening an index to look at it costs nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rag import ingest as ingest_mod
+from rag.embed import Embedder
+from rag.errors import EmbedderMismatch, EmptyIndex, RagError
+from rag.index import VECTORS_FILE, VectorIndex, derived_paths, load_derived
+from rag.lexical import LexicalIndex
+from rag.retrieve import Retriever, SearchOptions
+from rag.settings import Settings
+from rag.store import Store
+from rag.types import IngestReport, Passage
+
+DB_FILE = "rag.sqlite"
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    folder: str
+    articles: int
+    paragraphs: int
+    passages: int
+    embeddings: int
+    embedder: str | None
+    embedder_dimension: int | None
+    embedder_fingerprint: str | None
+    vector_index: str
+    lexical_index: str
+    size_bytes: int
+
+
+class RAG:
+    """An index of news articles in a folder, and everything done with it.
+
+    ``RAG("index")`` opens the index in that folder, creating it if absent.
+    Settings (see :class:`rag.settings.Settings`) may be passed as keyword
+    arguments, e.g. ``RAG("index", k=10, fusion="rrf")``.
+    """
+
+    def __init__(
+        self,
+        index: str | Path = "index",
+        settings: Settings | None = None,
+        console: Console | None = None,
+        **overrides: Any,
+    ) -> None:
+        base = settings or Settings()
+        self.settings = base.model_copy(update=overrides) if overrides else base
+        if overrides:
+            Settings.model_validate(self.settings.model_dump())  # reject bad values early
+        self.folder = Path(index).expanduser()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.folder / DB_FILE)
+        self.console = console or Console(stderr=True)
+        self._embedder: Embedder | None = None
+        self._retriever: Retriever | None = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RAG({str(self.folder)!r})"
+
+    # --- models ----------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use and checked against the one that built the index."""
+        if self._embedder is None:
+            model = Embedder(self.settings.embedder, threads=self.settings.threads)
+            self._check_embedder(model)
+            self._embedder = model
+        return self._embedder
+
+    def _check_embedder(self, model: Embedder) -> None:
+        built_with = self.store.get_meta("embedder_name")
+        info = model.info
+        if built_with is None:
+            with self.store.transaction():
+                ingest_mod.record_embedder(self.store, model)
+            return
+        dimension = self.store.get_meta("embedder_dimension")
+        fingerprint = self.store.get_meta("embedder_fingerprint")
+        if fingerprint == info.fingerprint and dimension == str(info.dimension):
+            return
+        raise EmbedderMismatch(
+            f"The index in {self.folder} was built with the embedder {built_with!r} "
+            f"({dimension} dimensions, weights {fingerprint}), but the configured embedder is "
+            f"{info.name!r} ({info.dimension} dimensions, weights {info.fingerprint}). "
+            f"Either use the embedder that built it (--embedder {built_with!r} or "
+            f"RAG_EMBEDDER={built_with}), or re-embed the index with the new one: "
+            f"rag rebuild --reembed --index {self.folder} --embedder {info.name!r}"
+        )
+
+    # --- ingest --------------------------------------------------------------------
+    def ingest(self, paths: str | Path | list[str | Path]) -> IngestReport:
+        """Add or update the articles in ``paths`` (files and folders, read recursively)."""
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        report = ingest_mod.ingest(
+            paths,
+            self.store,
+            lambda: self.embedder,
+            self._rebuild_derived,
+            batch_size=self.settings.batch_size,
+            max_passage_tokens=self.settings.max_passage_tokens,
+            console=self.console,
+            show_progress=self.settings.progress,
+        )
+        return report
+
+    def remove(self, source: str | Path) -> list[str]:
+        """Remove the articles of a file (or with that source, or matching a glob).
+
+        Returns the sources removed; an unknown source raises :class:`RagError`.
+        """
+        pattern = str(source)
+        candidate = Path(pattern).expanduser()
+        if candidate.exists() or not any(c in pattern for c in "*?["):
+            pattern = str(candidate.resolve())
+        matches = self.store.sources_matching(pattern)
+        if not matches:
+            raise RagError(f"No article in {self.folder} comes from {source!s}.")
+        with self.store.transaction():
+            for article_source, path in matches:
+                self.store.delete_article(article_source)
+                if self.store.count_articles(path) == 0:
+                    self.store.delete_path(path)
+            self.store.drop_unused_embeddings()
+            self.store.bump_generation()
+        self._rebuild_derived()
+        return [m[0] for m in matches]
+
+    def rebuild(self, reembed: bool = False) -> None:
+        """Rebuild the FAISS and BM25 indexes from the database; with ``reembed``,
+        re-embed every paragraph with the configured embedder first."""
+        if reembed:
+            model = Embedder(self.settings.embedder, threads=self.settings.threads)
+            ingest_mod.reembed(
+                self.store,
+                model,
+                batch_size=self.settings.batch_size,
+                max_passage_tokens=self.settings.max_passage_tokens,
+                console=self.console,
+                show_progress=self.settings.progress,
+            )
+            self._embedder = model
+        vectors, lexical = derived_paths(self.folder)
+        vectors.unlink(missing_ok=True)
+        shutil.rmtree(lexical, ignore_errors=True)
+        self._rebuild_derived()
+
+    def _dimension(self) -> int:
+        recorded = self.store.get_meta("embedder_dimension")
+        return int(recorded) if recorded else self.embedder.info.dimension
+
+    def _rebuild_derived(self) -> None:
+        self._retriever = None
+        load_derived(self.folder, self.store, self._dimension())
+
+    # --- search ------------------------------------------------------------------------
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            vectors, lexical = self._open_derived()
+            self._retriever = Retriever(
+                self.store, vectors, lexical, lambda q: self.embedder.embed([q])[0]
+            )
+        return self._retriever
+
+    def _open_derived(self) -> tuple[VectorIndex, LexicalIndex]:
+        return load_derived(self.folder, self.store, self._dimension())
+
+    def search(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        **options: Any,
+    ) -> list[Passage]:
+        """The ``k`` paragraphs that best match ``question``, best first.
+
+        ``source`` is a glob on the article's path (``"*/business/*"``); ``since``
+        and ``until`` bound the publication date (ISO dates, inclusive). Other
+        keyword arguments override retrieval settings for this call
+        (``fusion``, ``dense_weight``, ``rrf_k``, ``candidates``).
+        """
+        if not question.strip():
+            raise RagError("The question is empty.")
+        if self.store.stats().passages == 0:
+            raise EmptyIndex(
+                f"The index in {self.folder} has no articles yet: add some with "
+                f"`rag ingest PATH --index {self.folder}` (or RAG.ingest)."
+            )
+        settings = self.settings.model_copy(update=options) if options else self.settings
+        search_options = SearchOptions(
+            k=k or settings.k,
+            fusion=settings.fusion,
+            dense_weight=settings.dense_weight,
+            rrf_k=settings.rrf_k,
+            candidates=max(settings.candidates, k or settings.k),
+        )
+        return self.retriever.search(question, search_options, source, since, until)
+
+    # --- info ----------------------------------------------------------------------------
+    def info(self) -> IndexInfo:
+        stats = self.store.stats()
+        size = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
+        dimension = self.store.get_meta("embedder_dimension")
+        return IndexInfo(
+            folder=str(self.folder.resolve()),
+            articles=stats.articles,
+            paragraphs=stats.paragraphs,
+            passages=stats.passages,
+            embeddings=stats.embeddings,
+            embedder=self.store.get_meta("embedder_name"),
+            embedder_dimension=int(dimension) if dimension else None,
+            embedder_fingerprint=self.store.get_meta("embedder_fingerprint"),
+            vector_index=f"{VectorIndex.kind} ({VECTORS_FILE})",
+            lexical_index=LexicalIndex.kind,
+            size_bytes=size,
+        )

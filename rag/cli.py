@@ -1,0 +1,282 @@
+"""The ``rag`` command: a thin layer over :class:`rag.RAG`.
+
+Options that are settings are generated from :class:`rag.settings.Settings`
+(name, type, help text, ``RAG_*`` variable), so each is defined once.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rag.api import RAG
+from rag.errors import RagError
+from rag.settings import Settings
+from rag.types import IngestReport, Passage
+
+app = typer.Typer(
+    name="rag",
+    help=(
+        "Ask questions about a collection of news articles and get answers that cite the "
+        "paragraphs they come from. Everything runs locally."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+
+IndexOption = Annotated[
+    Path,
+    typer.Option(
+        "--index",
+        "-i",
+        envvar="RAG_INDEX",
+        help="Index folder (created if absent).",
+        show_default=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _option_for(name: str) -> inspect.Parameter:
+    """A typer option for one Settings field, typed and described as the field is."""
+    field = Settings.model_fields[name]
+    annotation = field.annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        # "int | None" in Settings: the option itself takes an int.
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    flag = "--" + name.replace("_", "-")
+    decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
+    option = typer.Option(
+        *decls,
+        help=f"{field.description} (env RAG_{name.upper()}, default {field.default})",
+        show_default=False,
+    )
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[annotation | None, option],
+    )
+
+
+def with_settings(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add options for the named settings; the command receives them as ``settings``."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func, eval_str=True)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n, None) for n in names}
+            overrides = {n: v for n, v in given.items() if v is not None}
+            kwargs.pop("settings", None)
+            try:
+                settings = Settings(**overrides)
+            except ValueError as exc:
+                raise RagError(f"Invalid setting: {exc}") from exc
+            return func(*args, settings=settings, **kwargs)
+
+        params = [p for p in signature.parameters.values() if p.name != "settings"]
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*params, *(_option_for(n) for n in names)]
+        )
+        return wrapper
+
+    return decorate
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a RagError as one clear message (no traceback) and exit non-zero."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RagError as exc:
+            err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]Interrupted.[/] Work already committed is kept.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def display_path(path: str) -> str:
+    """A path relative to the working folder when it lies below it (shorter to read)."""
+    try:
+        return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+    except ValueError:
+        return path
+
+
+def shorten(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 1].rsplit(" ", 1)[0] + " …"
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def print_report(report: IngestReport) -> None:
+    err.print(
+        f"[bold]Ingest:[/] {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.removed} removed, "
+        f"{len(report.skipped)} skipped, {len(report.failed)} failed; "
+        f"{report.paragraphs} paragraphs ({report.embedded} passages embedded) in "
+        f"{report.seconds:.1f} s, {report.paragraphs_per_second:.1f} paragraphs/s"
+    )
+    for item in report.skipped:
+        err.print(f"  [yellow]skipped[/] {escape(display_path(item.path))}: {escape(item.reason)}")
+    for item in report.failed:
+        err.print(f"  [red]failed[/] {escape(display_path(item.path))}: {escape(item.reason)}")
+
+
+def passages_table(passages: list[Passage], width: int = 160) -> Table:
+    table = Table(show_lines=True, expand=False)
+    for column in ("#", "score", "title", "source", "¶", "date", "text"):
+        table.add_column(column, overflow="fold")
+    for rank, p in enumerate(passages, start=1):
+        table.add_row(
+            str(rank),
+            f"{p.score:.3f}",
+            escape(p.title),
+            escape(display_path(p.source)),
+            str(p.paragraph),
+            (p.published or "")[:10],
+            escape(shorten(p.text, width)),
+        )
+    return table
+
+
+@app.command()
+@friendly_errors
+@with_settings("embedder", "batch_size", "max_passage_tokens", "progress")
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")
+    ],
+    index: IndexOption = Path("index"),
+    json_output: JsonOption = False,
+    settings: Settings | None = None,
+) -> None:
+    """Add articles (.txt, .md, .html, .jsonl, scraped-article files) to the index."""
+    with RAG(index, settings=settings, console=err) as rag:
+        report = rag.ingest(list(paths))
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        print_report(report)
+    if report.failed and not (report.added or report.updated or report.unchanged):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+@with_settings("embedder", "fusion", "dense_weight", "rrf_k", "candidates")
+def search(
+    question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    k: Annotated[int | None, typer.Option("--k", "-k", help="Number of paragraphs.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only articles whose path matches this glob.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only articles published on or after (YYYY-MM-DD).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only articles published on or before (YYYY-MM-DD).")
+    ] = None,
+    index: IndexOption = Path("index"),
+    json_output: JsonOption = False,
+    settings: Settings | None = None,
+) -> None:
+    """Print the paragraphs that best match QUESTION, best first."""
+    with RAG(index, settings=settings, console=err) as rag:
+        passages = rag.search(question, k=k, source=source, since=since, until=until)
+    if json_output:
+        print_json([p.to_dict() for p in passages])
+        return
+    if not passages:
+        err.print("No paragraph matches.")
+        return
+    out.print(passages_table(passages))
+
+
+@app.command()
+@friendly_errors
+def info(index: IndexOption = Path("index"), json_output: JsonOption = False) -> None:
+    """Show what the index holds: articles, paragraphs, embedder, index type, size."""
+    with RAG(index, console=err) as rag:
+        details = rag.info()
+    if json_output:
+        print_json(asdict(details))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("index", details.folder)
+    table.add_row("articles", f"{details.articles:,}")
+    table.add_row("paragraphs", f"{details.paragraphs:,}")
+    table.add_row("passages", f"{details.passages:,} ({details.embeddings:,} distinct embedded)")
+    embedder = details.embedder or "(none yet)"
+    if details.embedder:
+        embedder += f", {details.embedder_dimension} dims, weights {details.embedder_fingerprint}"
+    table.add_row("embedder", escape(embedder))
+    table.add_row("vector index", details.vector_index)
+    table.add_row("lexical index", details.lexical_index)
+    table.add_row("size on disk", f"{details.size_bytes / 1e6:.1f} MB")
+    out.print(table)
+
+
+@app.command()
+@friendly_errors
+def remove(
+    source: Annotated[
+        str, typer.Argument(help="File path, article source (path#id for JSONL) or glob.")
+    ],
+    index: IndexOption = Path("index"),
+) -> None:
+    """Remove articles from the index by file, source or glob."""
+    with RAG(index, console=err) as rag:
+        removed = rag.remove(source)
+    for item in removed:
+        err.print(f"removed {escape(display_path(item))}")
+    err.print(f"{len(removed)} article(s) removed.")
+
+
+@app.command()
+@friendly_errors
+@with_settings("embedder", "batch_size", "max_passage_tokens", "progress")
+def rebuild(
+    reembed: Annotated[
+        bool,
+        typer.Option(help="Re-embed every paragraph with the configured --embedder first."),
+    ] = False,
+    index: IndexOption = Path("index"),
+    settings: Settings | None = None,
+) -> None:
+    """Rebuild the FAISS and BM25 files from the database (or re-embed with --reembed)."""
+    with RAG(index, settings=settings, console=err) as rag:
+        rag.rebuild(reembed=reembed)
+        details = rag.info()
+    err.print(f"Rebuilt: {details.paragraphs:,} paragraphs, embedder {details.embedder}.")
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()

@@ -1,0 +1,263 @@
+"""Ingest: files → paragraphs → passages → embeddings → store, then the derived indexes.
+
+Work is incremental at three levels: a file whose bytes did not change is not
+even parsed; an article whose content did not change is not rewritten; a
+passage text that already has an embedding (in any article) is not embedded
+again. Changes are committed in groups, so an interrupted ingest keeps what it
+finished and the next run picks up the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from rag.embed import Embedder
+from rag.parsers import UnsupportedFile, iter_files, read_file
+from rag.passages import split_passages
+from rag.store import Store, StoredFile, document_hash, text_hash
+from rag.types import Document, FileFailure, IngestReport
+
+# Passages embedded per commit: small enough that an interruption loses little,
+# large enough that commits don't dominate.
+COMMIT_EVERY = 512
+
+
+@dataclass
+class FileChange:
+    """What one changed file does to the store."""
+
+    stored: StoredFile
+    write: list[tuple[Document, str]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    pieces: list[list[list[str]]] = field(default_factory=list)
+    """Per written document, per paragraph, its passages."""
+
+
+def progress_bar(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def scan(
+    paths: Iterable[str | Path], store: Store, report: IngestReport, progress: Progress
+) -> list[FileChange]:
+    """Find what changed: parse new and modified files, count unchanged ones."""
+    files: list[Path] = []
+    for given in paths:
+        try:
+            files.extend(iter_files([given]))
+        except FileNotFoundError:
+            report.failed.append(FileFailure(str(given), "no such file or folder"))
+    task = progress.add_task("Reading", total=len(files))
+    changes: list[FileChange] = []
+    for path in files:
+        progress.advance(task)
+        resolved = str(path.resolve())
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.failed.append(FileFailure(str(path), f"cannot read: {exc.strerror or exc}"))
+            continue
+        digest = file_hash(data)
+        stored = store.get_file(resolved)
+        if stored is not None and stored.hash == digest:
+            report.unchanged += store.count_articles(resolved)
+            continue
+        try:
+            documents, failures = read_file(path)
+        except UnsupportedFile as exc:
+            report.skipped.append(FileFailure(str(path), str(exc)))
+            continue
+        except Exception as exc:  # a broken file must not stop the other 2,000
+            report.failed.append(FileFailure(str(path), f"{type(exc).__name__}: {exc}"))
+            continue
+        report.failed.extend(failures)
+        fmt = documents[0].format if documents else ""
+        change = FileChange(StoredFile(resolved, digest, len(data), fmt))
+        existing = store.article_hashes(resolved)
+        for doc in documents:
+            if not doc.paragraphs:
+                report.failed.append(FileFailure(doc.source, "no paragraphs of text found"))
+                continue
+            content = document_hash(doc)
+            if existing.get(doc.source) == content:
+                report.unchanged += 1
+                continue
+            if doc.source in existing:
+                report.updated += 1
+            else:
+                report.added += 1
+            change.write.append((doc, content))
+        kept = {doc.source for doc in documents}
+        change.delete = [source for source in existing if source not in kept]
+        report.removed += len(change.delete)
+        changes.append(change)
+    return changes
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    store: Store,
+    embedder: Callable[[], Embedder],
+    rebuild: Callable[[], None],
+    *,
+    batch_size: int = 32,
+    max_passage_tokens: int = 256,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> IngestReport:
+    """Bring the store up to date with ``paths`` (files and folders).
+
+    ``embedder`` is called only when something must be embedded, so a run over
+    unchanged files never loads a model. ``rebuild`` refreshes the derived
+    indexes and is called only when the store changed.
+    """
+    started = time.perf_counter()
+    report = IngestReport()
+    console = console or Console(stderr=True)
+    with progress_bar(console, show_progress) as progress:
+        changes = scan(paths, store, report, progress)
+        if changes:
+            model = embedder()
+            limit = min(max_passage_tokens, model.max_tokens)
+            for change in changes:
+                change.pieces = [
+                    [split_passages(p.text, model.count_tokens, limit) for p in doc.paragraphs]
+                    for doc, _ in change.write
+                ]
+            _embed_and_write(changes, store, model, batch_size, report, progress)
+    if changes:
+        with console.status("Building the search indexes…") if show_progress else nullcontext():
+            rebuild()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed_and_write(
+    changes: list[FileChange],
+    store: Store,
+    model: Embedder,
+    batch_size: int,
+    report: IngestReport,
+    progress: Progress,
+) -> None:
+    """Embed new passage texts and write each group of files in one transaction."""
+    texts_of = {}
+    for change in changes:
+        for pieces in change.pieces:
+            for parts in pieces:
+                for part in parts:
+                    texts_of.setdefault(text_hash(part), part)
+    missing = store.missing_embeddings(texts_of)
+    task = progress.add_task("Embedding", total=len(missing))
+    group: list[FileChange] = []
+    group_hashes: list[str] = []
+    for index, change in enumerate(changes):
+        group.append(change)
+        for pieces in change.pieces:
+            for parts in pieces:
+                for part in parts:
+                    digest = text_hash(part)
+                    if digest in missing:
+                        missing.discard(digest)
+                        group_hashes.append(digest)
+        if len(group_hashes) < COMMIT_EVERY and index < len(changes) - 1:
+            continue
+        vectors = _embed(model, [texts_of[h] for h in group_hashes], batch_size, progress, task)
+        with store.transaction():
+            store.put_embeddings(group_hashes, vectors)
+            for item in group:
+                for source in item.delete:
+                    store.delete_article(source)
+                for (doc, content), pieces in zip(item.write, item.pieces, strict=True):
+                    store.write_article(doc, content, pieces)
+                    report.paragraphs += len(doc.paragraphs)
+                store.put_file(item.stored)
+            store.drop_unused_embeddings()
+            store.bump_generation()
+        report.embedded += len(group_hashes)
+        group, group_hashes = [], []
+
+
+def _embed(
+    model: Embedder, texts: list[str], batch_size: int, progress: Progress, task: int
+) -> np.ndarray:
+    """Embed in slices so the bar moves while a large group is worked on."""
+    parts = []
+    step = max(batch_size * 4, 1)
+    for i in range(0, len(texts), step):
+        parts.append(model.embed(texts[i : i + step], batch_size))
+        progress.advance(task, len(texts[i : i + step]))
+    if not parts:
+        return np.zeros((0, model.info.dimension), dtype=np.float32)
+    return np.vstack(parts)
+
+
+def reembed(
+    store: Store,
+    model: Embedder,
+    *,
+    batch_size: int = 32,
+    max_passage_tokens: int = 256,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> int:
+    """Re-split and re-embed every paragraph with ``model`` (after changing the embedder).
+
+    Everything is computed first and swapped in by one transaction, so an
+    interruption leaves the index as it was, still usable with the old embedder.
+    """
+    console = console or Console(stderr=True)
+    limit = min(max_passage_tokens, model.max_tokens)
+    passages = {
+        paragraph_id: split_passages(text, model.count_tokens, limit)
+        for paragraph_id, text in store.paragraph_texts()
+    }
+    texts_of = {text_hash(part): part for parts in passages.values() for part in parts}
+    hashes = list(texts_of)
+    with progress_bar(console, show_progress) as progress:
+        task = progress.add_task("Embedding", total=len(hashes))
+        vectors = _embed(model, [texts_of[h] for h in hashes], batch_size, progress, task)
+    with store.transaction():
+        store.replace_all_passages(passages)
+        store.put_embeddings(hashes, vectors)
+        record_embedder(store, model)
+        store.bump_generation()
+    return len(hashes)
+
+
+def record_embedder(store: Store, model: Embedder) -> None:
+    info = model.info
+    store.set_meta("embedder_name", info.name)
+    store.set_meta("embedder_dimension", str(info.dimension))
+    store.set_meta("embedder_fingerprint", info.fingerprint)

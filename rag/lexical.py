@@ -1,0 +1,101 @@
+"""The lexical side of search: BM25 over the passage texts (bm25s, English stemming).
+
+Names, figures and rare words are where dense embeddings are weakest and BM25
+is strongest, which is why search uses both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+_STEMMER = Stemmer.Stemmer("english")
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased, stop-worded, stemmed tokens; the same function for corpus and queries."""
+    return bm25s.tokenize(
+        texts, stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
+    )
+
+
+class LexicalIndex:
+    """BM25 scores over passages, addressed by the store's passage ids."""
+
+    kind = "bm25s (BM25, lucene variant)"
+
+    def __init__(self, retriever: bm25s.BM25 | None, ids: np.ndarray) -> None:
+        self.retriever = retriever
+        self.ids = ids
+        self._row = {int(i): r for r, i in enumerate(ids)}
+
+    @classmethod
+    def build(cls, ids: np.ndarray, texts: list[str]) -> LexicalIndex:
+        if not texts:
+            return cls(None, ids)
+        retriever = bm25s.BM25()
+        retriever.index(tokenize(texts), show_progress=False)
+        return cls(retriever, ids)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        ids = np.load(folder / "ids.npy")
+        meta = json.loads((folder / "lexical.json").read_text())
+        retriever = bm25s.BM25.load(str(folder)) if meta["documents"] else None
+        return cls(retriever, ids)
+
+    def save(self, folder: Path) -> None:
+        """Write into a fresh folder, then swap it in, so readers never see half an index."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.retriever is not None:
+            self.retriever.save(str(tmp))
+        np.save(tmp / "ids.npy", self.ids)
+        (tmp / "lexical.json").write_text(json.dumps({"documents": len(self.ids)}))
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _scores(self, query: str) -> np.ndarray:
+        if self.retriever is None:
+            return np.zeros(0, dtype=np.float32)
+        tokens = [t for t in tokenize([query])[0] if t in self.retriever.vocab_dict]
+        if not tokens:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return self.retriever.get_scores(tokens)
+
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given."""
+        scores = self._scores(query)
+        if len(scores) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if allowed is not None:
+            mask = np.isin(self.ids, allowed)
+            scores = np.where(mask, scores, 0.0)
+        k = min(k, int((scores > 0).sum()))
+        if k == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return self.ids[top], scores[top].astype(np.float32)
+
+    def scores_for(self, query: str, ids: np.ndarray) -> np.ndarray:
+        scores = self._scores(query)
+        if len(scores) == 0:
+            return np.zeros(len(ids), dtype=np.float32)
+        return np.array([scores[self._row[int(i)]] for i in ids], dtype=np.float32)

@@ -1,0 +1,372 @@
+"""The SQLite database that is the source of truth of an index folder.
+
+It holds the articles with their metadata and content hash, their paragraphs
+(text, number, character offsets), the passages each paragraph is embedded as,
+and the embeddings themselves, keyed by the hash of the passage text so that a
+text seen twice (the BBC corpus repeats whole articles) is embedded once. The
+FAISS and BM25 files beside it are derived from it and can always be rebuilt.
+
+Every change happens inside a transaction, so a crash leaves the database as
+it was before the change or after it, never in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.types import Document, Passage
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    format TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS articles (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    title TEXT NOT NULL,
+    author TEXT,
+    publisher TEXT,
+    published TEXT,
+    url TEXT,
+    format TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_path ON articles(path);
+CREATE TABLE IF NOT EXISTS paragraphs (
+    id INTEGER PRIMARY KEY,
+    article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    UNIQUE (article_id, number)
+);
+CREATE TABLE IF NOT EXISTS passages (
+    id INTEGER PRIMARY KEY,
+    paragraph_id INTEGER NOT NULL REFERENCES paragraphs(id) ON DELETE CASCADE,
+    part INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    text_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_paragraph ON passages(paragraph_id);
+CREATE INDEX IF NOT EXISTS passages_hash ON passages(text_hash);
+CREATE TABLE IF NOT EXISTS embeddings (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+"""
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def document_hash(doc: Document) -> str:
+    """Hash of everything stored for an article: a change anywhere means re-ingest."""
+    payload = {
+        "title": doc.title,
+        "author": doc.author,
+        "publisher": doc.publisher,
+        "published": doc.published,
+        "url": doc.url,
+        "paragraphs": [(p.number, p.text, p.start, p.end) for p in doc.paragraphs],
+    }
+    return text_hash(json.dumps(payload, ensure_ascii=False, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    hash: str
+    size: int
+    format: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    articles: int
+    paragraphs: int
+    passages: int
+    embeddings: int
+    files: int
+
+
+class Store:
+    """One SQLite file; all reads and writes of the index's source of truth go through here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        # executescript commits on its own; every statement is IF NOT EXISTS, so a crash
+        # half-way through is completed by the next open.
+        self.db.executescript(SCHEMA)
+        with self.transaction():
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+                self.set_meta("generation", "0")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All statements inside commit together or not at all."""
+        if self.db.in_transaction:  # nested: the outer transaction decides
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- meta --------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every change to the passages; derived indexes record the one they match."""
+        return int(self.get_meta("generation") or 0)
+
+    def bump_generation(self) -> None:
+        self.set_meta("generation", str(self.generation + 1))
+
+    # --- files and articles -------------------------------------------------
+    def get_file(self, path: str) -> StoredFile | None:
+        row = self.db.execute(
+            "SELECT path, hash, size, format FROM files WHERE path=?", (path,)
+        ).fetchone()
+        return StoredFile(*row) if row else None
+
+    def put_file(self, stored: StoredFile) -> None:
+        self.db.execute(
+            "INSERT INTO files(path, hash, size, format) VALUES(?, ?, ?, ?) "
+            "ON CONFLICT(path) DO UPDATE SET hash=excluded.hash, size=excluded.size, "
+            "format=excluded.format",
+            (stored.path, stored.hash, stored.size, stored.format),
+        )
+
+    def article_hashes(self, path: str) -> dict[str, str]:
+        """source -> content hash of the articles read from one file."""
+        rows = self.db.execute("SELECT source, content_hash FROM articles WHERE path=?", (path,))
+        return dict(rows.fetchall())
+
+    def count_articles(self, path: str) -> int:
+        row = self.db.execute("SELECT COUNT(*) FROM articles WHERE path=?", (path,)).fetchone()
+        return int(row[0])
+
+    def write_article(self, doc: Document, content_hash: str, pieces: list[list[str]]) -> None:
+        """Insert or replace an article; ``pieces[i]`` are the passages of paragraph ``i``."""
+        self.delete_article(doc.source)
+        cur = self.db.execute(
+            "INSERT INTO articles(source, path, title, author, publisher, published, url, "
+            "format, content_hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                doc.source,
+                doc.path,
+                doc.title,
+                doc.author,
+                doc.publisher,
+                doc.published,
+                doc.url,
+                doc.format,
+                content_hash,
+            ),
+        )
+        article_id = cur.lastrowid
+        for paragraph, parts in zip(doc.paragraphs, pieces, strict=True):
+            cur = self.db.execute(
+                "INSERT INTO paragraphs(article_id, number, text, start, end) "
+                "VALUES(?, ?, ?, ?, ?)",
+                (article_id, paragraph.number, paragraph.text, paragraph.start, paragraph.end),
+            )
+            self._insert_passages(cur.lastrowid, parts)
+
+    def delete_article(self, source: str) -> bool:
+        cur = self.db.execute("DELETE FROM articles WHERE source=?", (source,))
+        return cur.rowcount > 0
+
+    def delete_path(self, path: str) -> int:
+        """Remove a file's record and all articles read from it; returns the article count."""
+        cur = self.db.execute("DELETE FROM articles WHERE path=?", (path,))
+        self.db.execute("DELETE FROM files WHERE path=?", (path,))
+        return cur.rowcount
+
+    def sources_matching(self, pattern: str) -> list[tuple[str, str]]:
+        """(source, path) of articles whose source or file path is, or matches the glob."""
+        rows = self.db.execute(
+            "SELECT source, path FROM articles WHERE source=? OR path=? "
+            "OR source GLOB ? OR path GLOB ? ORDER BY source",
+            (pattern, pattern, pattern, pattern),
+        )
+        return rows.fetchall()
+
+    def drop_unused_embeddings(self) -> int:
+        cur = self.db.execute(
+            "DELETE FROM embeddings WHERE text_hash NOT IN (SELECT text_hash FROM passages)"
+        )
+        return cur.rowcount
+
+    # --- embeddings -----------------------------------------------------------
+    def missing_embeddings(self, hashes: Iterable[str]) -> set[str]:
+        wanted = set(hashes)
+        found: set[str] = set()
+        ordered = list(wanted)
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT text_hash FROM embeddings WHERE text_hash IN ({marks})", chunk
+            )
+            found.update(r[0] for r in rows)
+        return wanted - found
+
+    def put_embeddings(self, hashes: list[str], vectors: np.ndarray) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO embeddings(text_hash, vector) VALUES(?, ?)",
+            [(h, v.astype(np.float32).tobytes()) for h, v in zip(hashes, vectors, strict=True)],
+        )
+
+    def passage_vectors(self, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+        """(passage ids, vectors) of every passage, for building the vector index."""
+        rows = self.db.execute(
+            "SELECT p.id, e.vector FROM passages p JOIN embeddings e USING (text_hash) "
+            "ORDER BY p.id"
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.zeros((len(rows), dimension), dtype=np.float32)
+        for i, (_, blob) in enumerate(rows):
+            vectors[i] = np.frombuffer(blob, dtype=np.float32)
+        return ids, vectors
+
+    def passage_texts(self) -> tuple[np.ndarray, list[str]]:
+        """(passage ids, texts) of every passage with its article title, for the BM25 index."""
+        rows = self.db.execute("SELECT id, text FROM passages ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, [r[1] for r in rows]
+
+    def paragraph_texts(self) -> list[tuple[int, str]]:
+        return self.db.execute("SELECT id, text FROM paragraphs ORDER BY id").fetchall()
+
+    def replace_all_passages(self, passages: dict[int, list[str]]) -> None:
+        """Swap every paragraph's passages (and drop all embeddings) when re-embedding."""
+        self.db.execute("DELETE FROM passages")
+        self.db.execute("DELETE FROM embeddings")
+        for paragraph_id, parts in passages.items():
+            self._insert_passages(paragraph_id, parts)
+
+    def _insert_passages(self, paragraph_id: int, parts: list[str]) -> None:
+        self.db.executemany(
+            "INSERT INTO passages(paragraph_id, part, text, text_hash) VALUES(?, ?, ?, ?)",
+            [(paragraph_id, i, part, text_hash(part)) for i, part in enumerate(parts)],
+        )
+
+    # --- retrieval support ----------------------------------------------------
+    def filtered_passage_ids(
+        self,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> np.ndarray:
+        """Ids of passages whose article matches the filters.
+
+        ``source`` is a glob matched against the article's source path; a pattern
+        that does not start with ``/`` or ``*`` may match any tail of the path, so
+        ``business/*.txt`` finds ``/data/bbc-news/business/001.txt``. ``since`` and
+        ``until`` are ISO dates (inclusive) compared with the publication date;
+        articles without one are left out when a date filter is given.
+        """
+        clauses, params = [], []
+        if source:
+            clauses.append("(a.source GLOB ? OR a.source GLOB ?)")
+            params += [source, "*/" + source]
+        if since:
+            clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) >= ?")
+            params.append(since[:10])
+        if until:
+            clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) <= ?")
+            params.append(until[:10])
+        where = " AND ".join(clauses) or "1"
+        rows = self.db.execute(
+            "SELECT p.id FROM passages p JOIN paragraphs g ON g.id = p.paragraph_id "
+            f"JOIN articles a ON a.id = g.article_id WHERE {where}",
+            params,
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def passage_paragraphs(self, passage_ids: list[int]) -> dict[int, int]:
+        """passage id -> paragraph id."""
+        result: dict[int, int] = {}
+        for i in range(0, len(passage_ids), 500):
+            chunk = passage_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT id, paragraph_id FROM passages WHERE id IN ({marks})", chunk
+            )
+            result.update(rows.fetchall())
+        return result
+
+    def paragraphs(self, paragraph_ids: list[int]) -> dict[int, Passage]:
+        """paragraph id -> a Passage carrying the paragraph's text and its article's metadata."""
+        result: dict[int, Passage] = {}
+        for i in range(0, len(paragraph_ids), 500):
+            chunk = paragraph_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT g.id, g.text, a.title, a.source, g.number, a.published, a.author, "
+                "a.publisher, a.url FROM paragraphs g JOIN articles a ON a.id = g.article_id "
+                f"WHERE g.id IN ({marks})",
+                chunk,
+            )
+            for row in rows:
+                result[row[0]] = Passage(
+                    text=row[1],
+                    title=row[2],
+                    source=row[3],
+                    paragraph=row[4],
+                    published=row[5],
+                    author=row[6],
+                    publisher=row[7],
+                    url=row[8],
+                    paragraph_id=row[0],
+                )
+        return result
+
+    def stats(self) -> Stats:
+        def count(table: str) -> int:
+            return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+        return Stats(
+            articles=count("articles"),
+            paragraphs=count("paragraphs"),
+            passages=count("passages"),
+            embeddings=count("embeddings"),
+            files=count("files"),
+        )
