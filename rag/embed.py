@@ -76,7 +76,8 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` including the special tokens the model adds."""
-        return len(self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        encoded = self.tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)
+        return len(encoded["input_ids"])
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (inner product = cosine)."""
