@@ -588,9 +588,30 @@ def _acronyms(text: str) -> set[str]:
     return found
 
 
-def _index(paragraph: str, title: str = "") -> _Index:
+_RELATIVE_YEARS = {"last year": -1, "this year": 0, "next year": 1}
+
+
+def _relative_years(text: str, published: str | None) -> list[_Number]:
+    """Years a news paragraph names relatively ("this year"), resolved by its date.
+
+    A paragraph of an article from September 2023 that says "this year" supports
+    an answer sentence that says "in 2023".
+    """
+    if not published or not published[:4].isdigit():
+        return []
+    year = int(published[:4])
+    lowered = text.lower()
+    return [
+        _Number(float(year + offset), False)
+        for phrase, offset in _RELATIVE_YEARS.items()
+        if phrase in lowered
+    ]
+
+
+def _index(paragraph: str, title: str = "", published: str | None = None) -> _Index:
     text = _normalise(paragraph)
     numbers, words_text = _find_numbers(text, bare_words=True)
+    numbers = [*numbers, *_relative_years(text, published)]
     tokens = [_norm_word(t) for t in _WORD_RE.findall(words_text)]
     named_text = _normalise(f"{title}\n{paragraph}") if title else text
     name_tokens = [_norm_word(t) for t in _WORD_RE.findall(named_text)]
@@ -662,7 +683,9 @@ def _supports(assessment: _Assessment, threshold: float) -> bool:
     return assessment.terms > 0 and not assessment.hard_miss and assessment.score >= threshold
 
 
-def support(sentence: str, paragraph: str, *, title: str = "") -> float:
+def support(
+    sentence: str, paragraph: str, *, title: str = "", published: str | None = None
+) -> float:
     """Share of the sentence's key terms found in the paragraph, in 0..1.
 
     Key terms are figures (normalised: "$1 billion" = "$1bn" = "1 billion",
@@ -677,9 +700,10 @@ def support(sentence: str, paragraph: str, *, title: str = "") -> float:
     supported (see :func:`check_answer`), whatever the threshold. ``title``, when
     given, is searched for names only, since a paragraph often says "the
     company" where its article's title names it. A sentence with no key terms
-    scores 0 (it asserts nothing a paragraph could support).
+    scores 0 (it asserts nothing a paragraph could support). ``published`` (the
+    article's ISO date) resolves "this year", "last year" and "next year".
     """
-    return _assess(_terms(sentence), _index(paragraph, title)).score
+    return _assess(_terms(sentence), _index(paragraph, title, published)).score
 
 
 # ---------------------------------------------------------------------------
@@ -975,7 +999,10 @@ def check_answer(
     if is_refusal(raw) or not units:
         return _abstain(dropped)
 
-    indexes = {i: _index(passages[i].text, passages[i].title) for i in set(canonical)}
+    indexes = {
+        i: _index(passages[i].text, passages[i].title, passages[i].published)
+        for i in set(canonical)
+    }
     for unit in units:
         if unit.kind == "claim":
             _check_unit(unit, indexes, threshold)

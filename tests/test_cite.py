@@ -201,6 +201,13 @@ def test_support_rejects_number_absent_from_paragraph() -> None:
     assert support("Microsoft invested $10 billion in OpenAI in 2023.", MICROSOFT) < 0.5
 
 
+def test_support_resolves_relative_years_by_publication_date() -> None:
+    sentence = "Microsoft invested $10 billion in OpenAI in 2023."
+    assert support(sentence, MICROSOFT, published="2023-09-25T09:55:00-04:00") >= 0.75
+    assert support(sentence, MICROSOFT, published="2021-01-01") < 0.5
+    assert support("Microsoft invested $1 billion in OpenAI in 2023.", MICROSOFT) < 0.5
+
+
 def test_support_rejects_wrong_name() -> None:
     assert support("Google invested $1 billion in OpenAI [1].", MICROSOFT) < DEFAULT_THRESHOLD
 
