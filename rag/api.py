@@ -7,9 +7,12 @@ on first use, and once: opening an index to look at it costs nothing.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -21,7 +24,11 @@ from rag.lexical import LexicalIndex
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
-from rag.types import IngestReport, Passage
+from rag.types import Answer, IngestReport, Passage
+
+if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
+    from rag.generate import Generator
+    from rag.prompt import Templates
 
 DB_FILE = "rag.sqlite"
 
@@ -66,6 +73,8 @@ class RAG:
         self.console = console or Console(stderr=True)
         self._embedder: Embedder | None = None
         self._retriever: Retriever | None = None
+        self._generator: Generator | None = None
+        self._templates: Templates | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -240,3 +249,117 @@ class RAG:
             lexical_index=LexicalIndex.kind,
             size_bytes=size,
         )
+
+    # --- answers ---------------------------------------------------------------------
+    @property
+    def generator(self) -> Generator:
+        """The answering model, prepared (first time only) and loaded on first use."""
+        if self._generator is None:
+            from rag import models
+            from rag.generate import Generator
+
+            # Preparing (first use only) shows its own progress; loading gets a status line.
+            models.prepare(self.settings.model, self.settings.home, self.settings.progress)
+            started = time.perf_counter()
+            label = self.settings.model
+            status = self.console.status(f"Loading the model {label}…")
+            with status if self.settings.progress else nullcontext():
+                self._generator = Generator(
+                    self.settings.model,
+                    self.settings.home,
+                    progress=False,
+                    threads=self.settings.threads,
+                )
+            if self.settings.progress:
+                self.console.print(
+                    f"[dim]Model {label} loaded in {time.perf_counter() - started:.1f} s.[/]"
+                )
+        return self._generator
+
+    @property
+    def templates(self) -> Templates:
+        if self._templates is None:
+            from rag.prompt import load_templates
+
+            self._templates = load_templates(self.settings.prompts_dir)
+        return self._templates
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Answer ``question``: yields text pieces as the model writes them, then the Answer.
+
+        ``k`` is the number of paragraphs given to the model (setting ``passages``);
+        the filters are those of :meth:`search`.
+        """
+        from rag.answer import stream_answer
+
+        started = time.perf_counter()
+        passages = self.search(
+            question, k=k or self.settings.passages, source=source, since=since, until=until
+        )
+        timings = {"retrieval": time.perf_counter() - started}
+        yield from stream_answer(
+            question,
+            passages,
+            self.generator,
+            self.templates,
+            max_prompt_tokens=self.settings.max_prompt_tokens,
+            max_new_tokens=self.settings.max_new_tokens,
+            temperature=self.settings.temperature,
+            stop_penalty=self.settings.stop_penalty,
+            timings=timings,
+        )
+
+    def ask(self, question: str, k: int | None = None, **filters: Any) -> Answer:
+        """Answer ``question`` from the indexed articles, with checked paragraph citations."""
+        answer = None
+        for item in self.ask_stream(question, k, **filters):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def chat(self) -> Conversation:
+        """A conversation: follow-up questions are read in the context of earlier ones."""
+        return Conversation(self)
+
+
+@dataclass
+class Conversation:
+    """Several questions to one loaded model; follow-ups are rewritten to stand alone."""
+
+    rag: RAG
+    history: list[Answer] = field(default_factory=list)
+
+    def standalone(self, question: str) -> str:
+        """The question as it should be searched, given the previous one."""
+        from rag.answer import looks_like_follow_up, standalone_question
+
+        if not self.history or not looks_like_follow_up(question):
+            return question
+        previous = self.history[-1].standalone_question or self.history[-1].question
+        return standalone_question(previous, question, self.rag.generator, self.rag.templates)
+
+    def ask_stream(self, question: str, k: int | None = None) -> Iterator[str | Answer]:
+        rewritten = self.standalone(question)
+        for item in self.rag.ask_stream(rewritten, k):
+            if isinstance(item, Answer):
+                item.question = question
+                item.standalone_question = rewritten if rewritten != question else None
+                self.history.append(item)
+            yield item
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        answer = None
+        for item in self.ask_stream(question, k):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer

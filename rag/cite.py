@@ -400,6 +400,8 @@ class _Terms:
     """As written (case kept, possessive and dots removed)."""
     content: tuple[str, ...]
     """Lower-case content words, one per stem."""
+    spelled: tuple[tuple[str, ...], ...] = ()
+    """Runs of two or more consecutive names ("Amazon Web Services"), for acronyms."""
 
     @property
     def count(self) -> int:
@@ -550,6 +552,8 @@ def _terms(sentence: str) -> _Terms:
     content: list[str] = []
     seen_names: set[str] = set()
     seen_stems: set[str] = set()
+    runs: list[tuple[str, ...]] = []
+    run: list[str] = []
     for match in _WORD_RE.finditer(text):
         token = match.group(0)
         if token.endswith("'s") or token.endswith("'S"):
@@ -558,17 +562,23 @@ def _terms(sentence: str) -> _Terms:
             continue
         lowered = _norm_word(token)
         if _is_name(token):
+            run.append(token)
             if lowered not in seen_names:
                 seen_names.add(lowered)
                 names.append(token)
             continue
+        if len(run) >= 2:
+            runs.append(tuple(run))
+        run = []
         if lowered in _STOPWORDS or len(lowered) < 3:
             continue
         stem = _stem(lowered)
         if stem not in seen_stems:
             seen_stems.add(stem)
             content.append(lowered)
-    return _Terms(tuple(numbers), tuple(names), tuple(content))
+    if len(run) >= 2:
+        runs.append(tuple(run))
+    return _Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs))
 
 
 def _acronyms(text: str) -> set[str]:
@@ -666,7 +676,17 @@ def _assess(terms: _Terms, index: _Index) -> _Assessment:
         return _Assessment(0.0, 0.0, False, 0)
     hard_total = len(terms.numbers) + len(terms.names)
     numbers_found = sum(_number_found(n, index) for n in terms.numbers)
-    names_found = sum(_name_found(n, index) for n in terms.names)
+    # A name spelled out in the answer ("Amazon Web Services") is found when the
+    # paragraph uses its acronym ("AWS").
+    by_acronym = {
+        _norm_word(name)
+        for run in terms.spelled
+        for i in range(len(run) - 1)
+        for j in range(i + 2, len(run) + 1)
+        if "".join(name[0] for name in run[i:j]).lower() in index.name_words
+        for name in run[i:j]
+    }
+    names_found = sum(_norm_word(n) in by_acronym or _name_found(n, index) for n in terms.names)
     content_found = sum(_content_found(w, index) for w in terms.content)
     hard_share = (numbers_found + names_found) / hard_total if hard_total else None
     content_share = content_found / len(terms.content) if terms.content else None
@@ -1012,44 +1032,68 @@ def check_answer(
     return _assemble(units, prefixes, raw_lines, passages, dropped)
 
 
+def _best_supporting(terms: _Terms, indexes: dict[int, _Index], threshold: float) -> int | None:
+    """The passage that plainly supports a sentence on its own, if any (ties: the first)."""
+    best: tuple[float, int] | None = None
+    for key in sorted(indexes):
+        result = _assess(terms, indexes[key])
+        if result.hard_miss or result.terms < _ATTACH_MIN_TERMS:
+            continue
+        if result.score >= max(ATTACH_SCORE, threshold) and (
+            best is None or result.score > best[0]
+        ):
+            best = (result.score, key)
+    return best[1] if best else None
+
+
 def _check_unit(unit: _Unit, indexes: dict[int, _Index], threshold: float) -> None:
-    """Decide whether the unit's citations support it; attach one if it has none."""
+    """Decide whether the unit's citations support it.
+
+    A sentence without a citation gets the passage that plainly supports it. A
+    sentence whose citations do not support it, while another given passage
+    plainly does, is re-pointed there: small models often copy the right fact
+    and write the wrong number.
+    """
     terms = _terms(unit.body)
     if not unit.keys:
-        best: tuple[float, int] | None = None
-        for key in sorted(indexes):
-            result = _assess(terms, indexes[key])
-            if result.hard_miss or result.terms < _ATTACH_MIN_TERMS:
-                continue
-            if result.score >= max(ATTACH_SCORE, threshold) and (
-                best is None or result.score > best[0]
-            ):
-                best = (result.score, key)
+        best = _best_supporting(terms, indexes, threshold)
         if best is None:
             return
-        unit.keys = [best[1]]
+        unit.keys = [best]
 
+    if not _cited_support(unit, terms, indexes, threshold):
+        best = _best_supporting(terms, indexes, threshold)
+        if best is not None and best not in unit.keys:
+            unit.keys = [best]
+            _cited_support(unit, terms, indexes, threshold)
+
+
+def _cited_support(
+    unit: _Unit, terms: _Terms, indexes: dict[int, _Index], threshold: float
+) -> bool:
+    """Whether the unit's own citations support it (alone or together); records credit."""
     results = {key: _assess(terms, indexes[key]) for key in unit.keys}
     unit.scores = {key: result.score for key, result in results.items()}
     alone = {key for key, result in results.items() if _supports(result, threshold)}
     if alone:
         unit.supported = True
         unit.credited = alone
-        return
+        return True
     if len(unit.keys) < 2:
-        return
+        return False
 
     def together(keys: list[int]) -> bool:
         merged = _merge([indexes[k] for k in keys])
         return _supports(_assess(terms, merged), threshold)
 
     if not together(unit.keys):
-        return
+        return False
     unit.supported = True
     # Credit the paragraphs the combination needs; if none is individually
     # needed (redundant coverage), credit those that cover a fair share alone.
     needed = {k for k in unit.keys if not together([o for o in unit.keys if o != k])}
     unit.credited = needed or {k for k, r in results.items() if r.coverage >= 0.5}
+    return True
 
 
 def _merge(indexes: list[_Index]) -> _Index:

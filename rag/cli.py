@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import sys
 import types
 import typing
@@ -19,14 +20,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from rag.api import RAG
+from rag.api import RAG, Conversation
 from rag.errors import RagError
 from rag.settings import Settings
-from rag.types import IngestReport, Passage
+from rag.types import Answer, IngestReport, Passage
 
 app = typer.Typer(
     name="rag",
@@ -276,6 +279,235 @@ def rebuild(
         rag.rebuild(reembed=reembed)
         details = rag.info()
     err.print(f"Rebuilt: {details.paragraphs:,} paragraphs, embedder {details.embedder}.")
+
+
+# --- answers -----------------------------------------------------------------------------
+
+ANSWER_SETTINGS = (
+    "model",
+    "max_new_tokens",
+    "max_prompt_tokens",
+    "temperature",
+    "stop_penalty",
+    "embedder",
+)
+_WORD_RE = re.compile(r"[$€£]?\d[\d,.]*%?|[A-Za-z][\w'’-]{3,}")
+
+
+def render_answer(answer: Answer) -> Text:
+    """The answer text; sentences no cited paragraph supports are dimmed and flagged."""
+    text = Text(answer.text)
+    if answer.abstained:
+        text.stylize("italic")
+        return text
+    flagged = [s for s in answer.sentences if not s.supported]
+    for sentence in flagged:
+        start = answer.text.find(sentence.text)
+        if start >= 0:
+            text.stylize("dim strike", start, start + len(sentence.text))
+    if flagged:
+        text.append("\n(struck through: not supported by the paragraphs)", style="dim")
+    return text
+
+
+def render_sources(answer: Answer) -> Group:
+    """`[n] title — source ¶ paragraph (date)` and the paragraph, supporting words highlighted."""
+    parts: list[Text] = []
+    for citation in answer.citations:
+        p = citation.passage
+        date = f" ({p.published[:10]})" if p.published else ""
+        head = Text(f"[{citation.number}] ", style="bold cyan")
+        head.append(p.title, style="bold")
+        head.append(f" — {display_path(p.source)} ¶ {p.paragraph}{date}")
+        if not citation.supported:
+            head.append("  (does not support the sentence citing it)", style="yellow")
+        body = Text(p.text)
+        words = {
+            w.lower()
+            for s in answer.sentences
+            if citation.number in s.citations
+            for w in _WORD_RE.findall(s.text)
+        }
+        body.highlight_words(
+            sorted(words, key=len, reverse=True), "bold green", case_sensitive=False
+        )
+        parts += [head, body, Text("")]
+    return Group(*parts)
+
+
+def print_answer(answer: Answer, console: Console) -> None:
+    console.print(render_answer(answer))
+    if answer.citations:
+        console.print(Text("\nSources", style="bold underline"))
+        console.print(render_sources(answer))
+    t = answer.timings
+    err.print(
+        f"[dim]{answer.model}: retrieval {t.get('retrieval', 0):.2f} s, "
+        f"reading {t.get('prefill', 0):.1f} s, writing {t.get('generation', 0):.1f} s[/]"
+    )
+
+
+def stream_to_terminal(stream: typing.Iterator[str | Answer], console: Console) -> Answer:
+    """Show the text live as the model writes it, then replace it with the checked answer."""
+    answer: Answer | None = None
+    if not console.is_terminal:
+        for item in stream:
+            if isinstance(item, Answer):
+                answer = item
+    else:
+        written = Text(style="dim")
+        with Live(written, console=console, transient=True, refresh_per_second=8) as live:
+            for item in stream:
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    written.append(item)
+                    live.update(written)
+    assert answer is not None
+    return answer
+
+
+@app.command()
+@friendly_errors
+@with_settings(*ANSWER_SETTINGS, "progress")
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
+    k: Annotated[
+        int | None, typer.Option("--k", "-k", help="Paragraphs given to the model (default 5).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only articles whose path matches this glob.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only articles published on or after.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only articles published on or before.")] = None,
+    index: IndexOption = Path("index"),
+    json_output: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
+    settings: Settings | None = None,
+) -> None:
+    """Answer QUESTION from the indexed articles, citing the paragraphs it uses."""
+    with RAG(index, settings=settings, console=err) as rag:
+        stream = rag.ask_stream(question, k, source=source, since=since, until=until)
+        if json_output:
+            answer = next(item for item in stream if isinstance(item, Answer))
+            print_json(answer.to_dict())
+            return
+        answer = stream_to_terminal(stream, out)
+    print_answer(answer, out)
+
+
+CHAT_HELP = """Ask questions one after another; a follow-up ("and Amazon?") is read
+in the context of the previous question.
+  /sources   show the paragraphs cited by the last answer
+  /help      show this help
+  /quit      leave (Ctrl-D and Ctrl-C also leave)"""
+
+
+@app.command()
+@friendly_errors
+@with_settings(*ANSWER_SETTINGS, "progress")
+def chat(
+    k: Annotated[
+        int | None, typer.Option("--k", "-k", help="Paragraphs given to the model (default 5).")
+    ] = None,
+    index: IndexOption = Path("index"),
+    settings: Settings | None = None,
+) -> None:
+    """Ask several questions in a row, with the model loaded once."""
+    with RAG(index, settings=settings, console=err) as rag:
+        conversation = rag.chat()
+        rag.generator  # load before the first prompt, so the wait is not after a question  # noqa: B018
+        out.print(CHAT_HELP, style="dim", markup=False)
+        while True:
+            try:
+                line = out.input("[bold green]? [/]").strip()
+            except (EOFError, KeyboardInterrupt):
+                out.print()
+                break
+            if not line:
+                continue
+            if line in ("/quit", "/exit", "/q"):
+                break
+            if line == "/help":
+                out.print(CHAT_HELP, markup=False)
+                continue
+            if line == "/sources":
+                show_last_sources(conversation)
+                continue
+            if line.startswith("/"):
+                out.print(f"Unknown command {line}; /help lists them.", markup=False)
+                continue
+            try:
+                answer = stream_to_terminal(conversation.ask_stream(line, k), out)
+            except KeyboardInterrupt:
+                out.print("[yellow]Stopped.[/]")
+                break
+            except RagError as exc:
+                err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+                continue
+            if answer.standalone_question:
+                err.print(f"[dim](searched for: {escape(answer.standalone_question)})[/]")
+            out.print(render_answer(answer))
+            out.print()
+
+
+def show_last_sources(conversation: Conversation) -> None:
+    if not conversation.history:
+        out.print("No answer yet.")
+        return
+    last = conversation.history[-1]
+    if last.citations:
+        out.print(render_sources(last))
+    else:
+        out.print("The last answer cites no paragraph.")
+
+
+models_app = typer.Typer(
+    help="List the answering models, or prepare one ahead of time.", no_args_is_help=False
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+@friendly_errors
+def models_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List the model presets and whether each is prepared."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rag import models
+
+    home = Settings().home
+    presets = models.list_presets(home)
+    if json_output:
+        print_json(presets)
+        return
+    table = Table()
+    for column in ("preset", "size", "prepared", "description"):
+        table.add_column(column)
+    for p in presets:
+        name = p["name"] + (" (default)" if p["default"] else "")
+        ready = "[green]yes[/]" if p["prepared"] else "no"
+        table.add_row(name, f"{p['size'] / 1e6:,.0f} MB", ready, escape(p["description"]))
+    out.print(table)
+    err.print(f"[dim]Prepared models live in {home}/models (RAG_HOME).[/]")
+
+
+@models_app.command("prepare")
+@friendly_errors
+def models_prepare(
+    name: Annotated[
+        str | None, typer.Argument(help="Preset name or .gguf path (default: the model setting).")
+    ] = None,
+) -> None:
+    """Assemble, verify and convert a model once, so later answers load it in seconds."""
+    import time
+
+    from rag import models
+
+    settings = Settings()
+    target = name or settings.model
+    started = time.perf_counter()
+    path = models.prepare(target, settings.home, progress=settings.progress)
+    err.print(f"{target} is ready in {path} ({time.perf_counter() - started:.1f} s).")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

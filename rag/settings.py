@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         ge=256,
         description="Prompt budget; long paragraphs are trimmed so the prompt fits it.",
     )
+    stop_penalty: float = Field(
+        default=1.5,
+        ge=0.0,
+        description=(
+            "Subtracted from the end-of-answer logit, so that a small model states every fact "
+            "of a paragraph instead of stopping after the first (0 turns it off)."
+        ),
+    )
     temperature: float = Field(
         default=0.0, ge=0.0, description="Sampling temperature; 0 is greedy and reproducible."
     )

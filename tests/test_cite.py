@@ -589,3 +589,33 @@ def test_threshold_is_adjustable(passages: list[Passage]) -> None:
     assert not check_answer(raw, passages, threshold=0.5).abstained
     # A wrong figure fails at any threshold.
     assert check_answer(raw.replace("$1", "$2"), passages, threshold=0.0).abstained
+
+
+def test_support_finds_a_spelled_out_name_by_its_acronym() -> None:
+    paragraph = (
+        "As part of the deal, AWS will become the “primary” cloud provider for Anthropic, "
+        "the companies said."
+    )
+    spelled = "Amazon Web Services (AWS) will become the primary cloud provider for Anthropic."
+    assert support(spelled, paragraph) >= DEFAULT_THRESHOLD
+    wrong = "Google Cloud will become the primary cloud provider for Anthropic."
+    assert support(wrong, paragraph) < DEFAULT_THRESHOLD
+
+
+def test_a_wrong_citation_is_repointed_to_the_passage_that_supports_it() -> None:
+    passages = [
+        Passage(
+            text="Heavy rain is expected this weekend.", title="Weather", source="/w", paragraph=1
+        ),
+        Passage(text=MICROSOFT, title="Deals", source="/d", paragraph=10),
+    ]
+    checked = check_answer("In 2019, Microsoft invested $1 billion in OpenAI [1].", passages)
+    assert not checked.abstained
+    assert [c.passage.paragraph for c in checked.citations] == [10]
+    assert checked.citations[0].supported
+    # A sentence no passage supports keeps its (unsupported) citation and is flagged.
+    wrong = check_answer(
+        "In 2019, Microsoft invested $1 billion in OpenAI [2]. It also bought Bing in 1999 [1].",
+        passages,
+    )
+    assert [s.supported for s in wrong.sentences] == [True, False]

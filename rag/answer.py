@@ -1,0 +1,95 @@
+"""From passages to a checked, cited answer: prompt → model → citations.
+
+The model's raw text streams out as it is written; the final :class:`Answer`
+carries the checked text, in which citations are renumbered, markers the
+passages do not back are gone, and unsupported sentences are flagged.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+from rag.cite import ABSTAIN_TEXT, check_answer
+from rag.generate import Generation, Generator
+from rag.prompt import Templates, answer_messages, rewrite_messages
+from rag.types import Answer, Passage
+
+# Words that make a question lean on the one before it ("and how much did Amazon invest?").
+_FOLLOW_UP_RE = re.compile(
+    r"^\s*(and|but|also|so|what about|how about|then)\b"
+    r"|\b(it|its|they|them|their|he|him|his|she|her|that|this|those|these|there|same)\b",
+    re.IGNORECASE,
+)
+
+
+def looks_like_follow_up(question: str) -> bool:
+    """Whether a chat question probably needs the previous one to be understood."""
+    return bool(_FOLLOW_UP_RE.search(question)) or len(question.split()) <= 3
+
+
+def abstained_answer(question: str, passages: list[Passage], timings: dict[str, float]) -> Answer:
+    return Answer(
+        question=question,
+        text=ABSTAIN_TEXT,
+        citations=[],
+        passages=passages,
+        abstained=True,
+        timings=timings,
+    )
+
+
+def stream_answer(
+    question: str,
+    passages: list[Passage],
+    generator: Generator,
+    templates: Templates,
+    *,
+    max_prompt_tokens: int,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    stop_penalty: float = 0.0,
+    timings: dict[str, float] | None = None,
+) -> Iterator[str | Answer]:
+    """Yield the model's text pieces as generated, then the checked :class:`Answer`."""
+    timings = dict(timings or {})
+    started = time.perf_counter()
+    if not passages:
+        timings["total"] = timings.get("retrieval", 0.0)
+        yield abstained_answer(question, passages, timings)
+        return
+    budget = min(max_prompt_tokens, generator.context_length - max_new_tokens)
+    messages = answer_messages(question, passages, templates, generator.count_tokens, budget)
+    final: Generation | None = None
+    for piece in generator.stream(messages, max_new_tokens, temperature, stop_penalty):
+        if isinstance(piece, Generation):
+            final = piece
+        else:
+            yield piece
+    assert final is not None
+    checked = check_answer(final.text, passages)
+    timings["prefill"] = final.prefill_seconds
+    timings["generation"] = final.generation_seconds
+    timings["total"] = timings.get("retrieval", 0.0) + time.perf_counter() - started
+    yield Answer(
+        question=question,
+        text=checked.text,
+        citations=checked.citations,
+        passages=passages,
+        abstained=checked.abstained,
+        sentences=checked.sentences,
+        timings=timings,
+        model=generator.name,
+        raw_text=final.text,
+        dropped_markers=checked.dropped_markers,
+    )
+
+
+def standalone_question(
+    previous: str, question: str, generator: Generator, templates: Templates
+) -> str:
+    """Rewrite a follow-up into a question that can be searched on its own."""
+    reply = generator.generate(rewrite_messages(previous, question, templates), 64).text
+    rewritten = reply.strip().splitlines()[0].strip().strip('"').strip() if reply.strip() else ""
+    return rewritten or question

