@@ -858,9 +858,23 @@ _LEAD_IN_RE = re.compile(
 )
 
 
+# "The passage from [5] states that X": the attribution says nothing X does not.
+_ATTRIBUTION_RE = re.compile(
+    r"^(?:the\s+)?(?:provided\s+|given\s+)?(?:passages?|paragraphs?|articles?|sources?)\s*"
+    rf"(?:from\s+)?(?:(?:{_MARKER_RE.pattern})\s*)*"
+    r"(?:states?|says?|mentions?|notes?|reports?|explains?|indicates?|shows?|suggests?)"
+    r"\s+(?:that\s+)?",
+    re.IGNORECASE,
+)
+
+
 def _drop_lead_ins(sentence: str) -> str:
     """Remove "according to passage" wording that only introduced a marker."""
     stripped = sentence.lstrip()
+    attribution = _ATTRIBUTION_RE.match(stripped)
+    if attribution:
+        rest = stripped[attribution.end() :]
+        return rest[:1].upper() + rest[1:]
     match = _LEAD_IN_RE.search(stripped)
     if not match:
         return sentence

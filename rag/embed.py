@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.quiet import quiet_transformers
 from rag.settings import DEFAULT_EMBEDDER
 
 
@@ -45,7 +46,8 @@ class Embedder:
         started = time.perf_counter()
         path = resolve_embedder_path(name)
         try:
-            self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+            with quiet_transformers():
+                self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
         except OSError as exc:
             raise EmbedderError(
                 f"Cannot load the embedder {name!r}: {exc}. Give a local sentence-transformers "

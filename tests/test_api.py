@@ -11,6 +11,7 @@ from conftest import QUESTION, SAMPLE_NAME
 
 from rag import RAG, EmbedderMismatch, EmptyIndex, RagError
 from rag.embed import Embedder, resolve_embedder_path
+from rag.lexical import FORMAT as LEXICAL_FORMAT
 
 
 @pytest.fixture
@@ -116,6 +117,11 @@ def test_derived_index_is_rebuilt_when_missing(tmp_path: Path, articles: Path) -
     hits = RAG(folder, progress=False).search(QUESTION, k=1)
     assert hits[0].paragraph == 10
     assert (folder / "vectors.faiss").exists()
+    # A lexical index written by an older version (another format) is rebuilt too.
+    meta = folder / "lexical" / "lexical.json"
+    meta.write_text(json.dumps({"documents": 1, "format": 0}))
+    assert RAG(folder, progress=False).search(QUESTION, k=1)[0].paragraph == 10
+    assert json.loads(meta.read_text())["format"] == LEXICAL_FORMAT
 
 
 def test_interrupted_ingest_keeps_finished_work(

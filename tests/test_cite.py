@@ -619,3 +619,12 @@ def test_a_wrong_citation_is_repointed_to_the_passage_that_supports_it() -> None
         passages,
     )
     assert [s.supported for s in wrong.sentences] == [True, False]
+
+
+def test_attribution_wording_is_dropped_and_the_marker_kept() -> None:
+    passages = [Passage(text=MICROSOFT, title="Deals", source="/d", paragraph=10)]
+    checked = check_answer(
+        "The passage from [1] states that Microsoft invested $1 billion in OpenAI in 2019.",
+        passages,
+    )
+    assert checked.text == "Microsoft invested $1 billion in OpenAI in 2019 [1]."
