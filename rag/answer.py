@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.generate import Generation, Generator
@@ -27,6 +27,17 @@ _FOLLOW_UP_RE = re.compile(
 def looks_like_follow_up(question: str) -> bool:
     """Whether a chat question probably needs the previous one to be understood."""
     return bool(_FOLLOW_UP_RE.search(question)) or len(question.split()) <= 3
+
+
+def final_answer(stream: Iterable[str | Answer]) -> Answer:
+    """Drain an answer stream and return the Answer it ends with."""
+    answer = None
+    for item in stream:
+        if isinstance(item, Answer):
+            answer = item
+    if answer is None:
+        raise RuntimeError("the answer stream ended without an Answer")
+    return answer
 
 
 def abstained_answer(question: str, passages: list[Passage], timings: dict[str, float]) -> Answer:

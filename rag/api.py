@@ -319,12 +319,9 @@ class RAG:
 
     def ask(self, question: str, k: int | None = None, **filters: Any) -> Answer:
         """Answer ``question`` from the indexed articles, with checked paragraph citations."""
-        answer = None
-        for item in self.ask_stream(question, k, **filters):
-            if isinstance(item, Answer):
-                answer = item
-        assert answer is not None
-        return answer
+        from rag.answer import final_answer
+
+        return final_answer(self.ask_stream(question, k, **filters))
 
     def chat(self) -> Conversation:
         """A conversation: follow-up questions are read in the context of earlier ones."""
@@ -357,9 +354,6 @@ class Conversation:
             yield item
 
     def ask(self, question: str, k: int | None = None) -> Answer:
-        answer = None
-        for item in self.ask_stream(question, k):
-            if isinstance(item, Answer):
-                answer = item
-        assert answer is not None
-        return answer
+        from rag.answer import final_answer
+
+        return final_answer(self.ask_stream(question, k))

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from rag.answer import final_answer
 from rag.api import RAG, Conversation
 from rag.errors import RagError
 from rag.settings import Settings
@@ -349,22 +350,19 @@ def print_answer(answer: Answer, console: Console) -> None:
 
 def stream_to_terminal(stream: typing.Iterator[str | Answer], console: Console) -> Answer:
     """Show the text live as the model writes it, then replace it with the checked answer."""
-    answer: Answer | None = None
     if not console.is_terminal:
+        return final_answer(stream)
+    written = Text(style="dim")
+
+    def shown() -> typing.Iterator[str | Answer]:
         for item in stream:
-            if isinstance(item, Answer):
-                answer = item
-    else:
-        written = Text(style="dim")
-        with Live(written, console=console, transient=True, refresh_per_second=8) as live:
-            for item in stream:
-                if isinstance(item, Answer):
-                    answer = item
-                else:
-                    written.append(item)
-                    live.update(written)
-    assert answer is not None
-    return answer
+            if isinstance(item, str):
+                written.append(item)
+                live.update(written)
+            yield item
+
+    with Live(written, console=console, transient=True, refresh_per_second=8) as live:
+        return final_answer(shown())
 
 
 @app.command()
@@ -388,8 +386,7 @@ def ask(
     with RAG(index, settings=settings, console=err) as rag:
         stream = rag.ask_stream(question, k, source=source, since=since, until=until)
         if json_output:
-            answer = next(item for item in stream if isinstance(item, Answer))
-            print_json(answer.to_dict())
+            print_json(final_answer(stream).to_dict())
             return
         answer = stream_to_terminal(stream, out)
     print_answer(answer, out)

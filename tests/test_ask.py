@@ -101,3 +101,16 @@ def test_default_model_declines_what_the_articles_do_not_say(default_rag: RAG) -
     assert answer.abstained, answer.raw_text
     assert answer.citations == []
     assert answer.text == ABSTAIN_TEXT
+
+
+def test_chat_command_answers_follow_ups_and_leaves_cleanly(sample_index: Path) -> None:
+    runner = CliRunner(env={"RAG_MODEL": TINY, "RAG_MAX_NEW_TOKENS": "16", "COLUMNS": "200"})
+    script = "How much did Microsoft invest in OpenAI?\nand Amazon?\n/sources\n/help\n/nope\n"
+    result = runner.invoke(
+        app, ["chat", "--index", str(sample_index), "--no-progress"], input=script
+    )
+    assert result.exit_code == 0, result.output
+    assert "(searched for:" in result.output  # the follow-up was rewritten
+    assert "/quit" in result.output  # /help
+    assert "Unknown command /nope" in result.output
+    assert "Traceback" not in result.output  # Ctrl-D (end of input) leaves cleanly
