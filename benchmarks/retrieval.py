@@ -70,7 +70,7 @@ def main() -> None:
             r = retrieval_recall(rag, questions, jsonl, k=5, **options)
             at5[name] = r.atk
             print(
-                f"{label:>10} {name:<16} recall@1 {r.at1:.3f}  recall@5 {r.atk:.3f}  "
+                f"{label:>10} {name:<16} recall@1 {r.at1:.4f}  recall@5 {r.atk:.4f}  "
                 f"{r.ms_per_question:.1f} ms/question  (n={r.questions})",
                 flush=True,
             )
@@ -86,7 +86,7 @@ def main() -> None:
         )
         with_bbc = run("SQuAD+BBC")
         for name, value in base.items():
-            print(f"{name:<16} recall@5 change with BBC distractors: {with_bbc[name] - value:+.3f}")
+            print(f"{name:<16} recall@5 change with BBC distractors: {with_bbc[name] - value:+.4f}")
     print(f"index: {rag.info().articles} articles, {rag.info().paragraphs} paragraphs")
 
 

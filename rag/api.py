@@ -20,7 +20,7 @@ from rag import ingest as ingest_mod
 from rag.embed import Embedder
 from rag.errors import EmbedderMismatch, EmptyIndex, RagError
 from rag.index import VECTORS_FILE, VectorIndex, derived_paths, load_derived
-from rag.lexical import LexicalIndex
+from rag.lexical import BM25Params, LexicalIndex
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
@@ -182,7 +182,7 @@ class RAG:
 
     def _rebuild_derived(self) -> None:
         self._retriever = None
-        load_derived(self.folder, self.store, self._dimension())
+        load_derived(self.folder, self.store, self._dimension(), self._bm25())
 
     # --- search ------------------------------------------------------------------------
     @property
@@ -195,7 +195,10 @@ class RAG:
         return self._retriever
 
     def _open_derived(self) -> tuple[VectorIndex, LexicalIndex]:
-        return load_derived(self.folder, self.store, self._dimension())
+        return load_derived(self.folder, self.store, self._dimension(), self._bm25())
+
+    def _bm25(self) -> BM25Params:
+        return BM25Params(k1=self.settings.bm25_k1, b=self.settings.bm25_b)
 
     def search(
         self,
@@ -212,7 +215,8 @@ class RAG:
         ``source`` is a glob on the article's path (``"*/business/*"``); ``since``
         and ``until`` bound the publication date (ISO dates, inclusive). Other
         keyword arguments override retrieval settings for this call
-        (``fusion``, ``dense_weight``, ``rrf_k``, ``candidates``).
+        (``fusion``, ``dense_weight``, ``rrf_k``, ``candidates``; BM25's ``bm25_k1``
+        and ``bm25_b`` shape the index, so they are settings of the ``RAG`` object).
         """
         if not question.strip():
             raise RagError("The question is empty.")

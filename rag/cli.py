@@ -195,7 +195,7 @@ def ingest(
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "fusion", "dense_weight", "rrf_k", "candidates")
+@with_settings("embedder", "fusion", "dense_weight", "rrf_k", "candidates", "bm25_k1", "bm25_b")
 def search(
     question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
     k: Annotated[int | None, typer.Option("--k", "-k", help="Number of paragraphs.")] = None,
@@ -266,7 +266,7 @@ def remove(
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "batch_size", "max_passage_tokens", "progress")
+@with_settings("embedder", "batch_size", "max_passage_tokens", "progress", "bm25_k1", "bm25_b")
 def rebuild(
     reembed: Annotated[
         bool,

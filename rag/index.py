@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.lexical import LexicalIndex
+from rag.lexical import BM25Params, LexicalIndex
 from rag.store import Store
 
 
@@ -86,7 +86,9 @@ def derived_paths(folder: Path) -> tuple[Path, Path]:
     return folder / VECTORS_FILE, folder / LEXICAL_DIR
 
 
-def build_derived(folder: Path, store: Store, dimension: int) -> tuple[VectorIndex, LexicalIndex]:
+def build_derived(
+    folder: Path, store: Store, dimension: int, bm25: BM25Params | None = None
+) -> tuple[VectorIndex, LexicalIndex]:
     """Rebuild the FAISS and BM25 indexes from the store and record which generation they match.
 
     The generation is written only after both files are in place: a crash in between
@@ -97,7 +99,7 @@ def build_derived(folder: Path, store: Store, dimension: int) -> tuple[VectorInd
     ids, vectors = store.passage_vectors(dimension)
     vector_index = VectorIndex.build(ids, vectors)
     text_ids, texts = store.passage_texts()
-    lexical_index = LexicalIndex.build(text_ids, texts)
+    lexical_index = LexicalIndex.build(text_ids, texts, bm25)
     vector_index.save(vectors_path)
     lexical_index.save(lexical_path)
     with store.transaction():
@@ -105,13 +107,15 @@ def build_derived(folder: Path, store: Store, dimension: int) -> tuple[VectorInd
     return vector_index, lexical_index
 
 
-def load_derived(folder: Path, store: Store, dimension: int) -> tuple[VectorIndex, LexicalIndex]:
+def load_derived(
+    folder: Path, store: Store, dimension: int, bm25: BM25Params | None = None
+) -> tuple[VectorIndex, LexicalIndex]:
     """Open the derived indexes, rebuilding them when missing or older than the store."""
     vectors_path, lexical_path = derived_paths(folder)
     fresh = store.get_meta("derived_generation") == str(store.generation)
     if fresh and vectors_path.exists() and (lexical_path / "ids.npy").exists():
         try:
-            return VectorIndex.load(vectors_path), LexicalIndex.load(lexical_path)
+            return VectorIndex.load(vectors_path), LexicalIndex.load(lexical_path, bm25)
         except (RuntimeError, OSError, ValueError):
             pass  # unreadable: fall through and rebuild from the source of truth
-    return build_derived(folder, store, dimension)
+    return build_derived(folder, store, dimension, bm25)

@@ -62,6 +62,16 @@ class Settings(BaseSettings):
         description="Weight of the dense score in 'weighted' fusion (BM25 gets the rest).",
     )
     rrf_k: int = Field(default=60, ge=1, description="The constant k of reciprocal rank fusion.")
+    bm25_k1: float = Field(default=1.0, gt=0.0, description="BM25 term-frequency saturation (k1).")
+    bm25_b: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "BM25 length normalisation (b); lower favours short paragraphs less. A change "
+            "rebuilds the lexical index."
+        ),
+    )
     candidates: int = Field(
         default=100, ge=1, description="Candidates taken from each retriever before fusion."
     )

@@ -122,6 +122,9 @@ def test_derived_index_is_rebuilt_when_missing(tmp_path: Path, articles: Path) -
     meta.write_text(json.dumps({"documents": 1, "format": 0}))
     assert RAG(folder, progress=False).search(QUESTION, k=1)[0].paragraph == 10
     assert json.loads(meta.read_text())["format"] == LEXICAL_FORMAT
+    # Other BM25 parameters mean another lexical index: it is rebuilt with them.
+    assert RAG(folder, progress=False, bm25_b=0.75).search(QUESTION, k=1)[0].paragraph == 10
+    assert json.loads(meta.read_text())["b"] == 0.75
 
 
 def test_interrupted_ingest_keeps_finished_work(
