@@ -290,6 +290,7 @@ ANSWER_SETTINGS = (
     "max_prompt_tokens",
     "temperature",
     "stop_penalty",
+    "prompts_dir",
     "embedder",
 )
 _WORD_RE = re.compile(r"[$€£]?\d[\d,.]*%?|[A-Za-z][\w'’-]{3,}")
