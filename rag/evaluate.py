@@ -103,6 +103,8 @@ class Judged:
     question: str
     gold_answers: tuple[str, ...]
     text: str
+    raw_text: str
+    """What the model wrote, before the citation check (tells a refusal from a rejection)."""
     abstained: bool
     seconds: float
     answer_correct: bool
@@ -146,6 +148,7 @@ def judge(answer: Answer, q: Question, source_prefix: str, seconds: float) -> Ju
         question=q.question,
         gold_answers=q.answers,
         text=answer.text,
+        raw_text=answer.raw_text,
         abstained=answer.abstained,
         seconds=seconds,
         answer_correct=not answer.abstained and contains_answer(answer.text, q.answers),
