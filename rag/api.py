@@ -180,22 +180,18 @@ class RAG:
         recorded = self.store.get_meta("embedder_dimension")
         return int(recorded) if recorded else self.embedder.info.dimension
 
-    def _rebuild_derived(self) -> None:
-        self._retriever = None
-        load_derived(self.folder, self.store, self._dimension(), self._bm25())
+    def _rebuild_derived(self) -> Retriever:
+        """Open the derived indexes (rebuilding them if stale) and keep them for searching."""
+        vectors, lexical = load_derived(self.folder, self.store, self._dimension(), self._bm25())
+        self._retriever = Retriever(
+            self.store, vectors, lexical, lambda q: self.embedder.embed([q])[0]
+        )
+        return self._retriever
 
     # --- search ------------------------------------------------------------------------
     @property
     def retriever(self) -> Retriever:
-        if self._retriever is None:
-            vectors, lexical = self._open_derived()
-            self._retriever = Retriever(
-                self.store, vectors, lexical, lambda q: self.embedder.embed([q])[0]
-            )
-        return self._retriever
-
-    def _open_derived(self) -> tuple[VectorIndex, LexicalIndex]:
-        return load_derived(self.folder, self.store, self._dimension(), self._bm25())
+        return self._retriever or self._rebuild_derived()
 
     def _bm25(self) -> BM25Params:
         return BM25Params(k1=self.settings.bm25_k1, b=self.settings.bm25_b)

@@ -129,7 +129,7 @@ def ingest(
     paths: Iterable[str | Path],
     store: Store,
     embedder: Callable[[], Embedder],
-    rebuild: Callable[[], None],
+    rebuild: Callable[[], object],
     *,
     batch_size: int = 32,
     max_passage_tokens: int = 256,
