@@ -79,7 +79,7 @@ def stream_answer(
         else:
             yield piece
     assert final is not None
-    checked = check_answer(final.text, passages)
+    checked = check_answer(final.text, passages, question=question)
     timings["prefill"] = final.prefill_seconds
     timings["generation"] = final.generation_seconds
     timings["total"] = timings.get("retrieval", 0.0) + time.perf_counter() - started

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from rag.types import Citation, Passage, Sentence
@@ -306,10 +307,12 @@ _STOPWORDS = _wordset(
     citations note summary mentioned mention mentions see
     inc corp corporation co ltd llc plc
     dollar dollars usd euro euros eur pound pounds gbp yen yes okay ok well
+    located situated known called regarded considered saw seen
     """
 )
 """Words that assert nothing checkable: function words, discourse glue, reporting
-verbs (the paraphrase "said" vs "announced" is not a factual difference), words
+verbs (the paraphrase "said" vs "announced" is not a factual difference), verbs
+that only place or label ("is located in", "is known as"), words
 about the passages themselves, company-form suffixes and currency words (the
 figure carries the claim; "$4 billion" = "4 billion dollars")."""
 
@@ -402,10 +405,12 @@ class _Terms:
     """Lower-case content words, one per stem."""
     spelled: tuple[tuple[str, ...], ...] = ()
     """Runs of two or more consecutive names ("Amazon Web Services"), for acronyms."""
+    echoed: tuple[str, ...] = ()
+    """Content words that restate the question; not checked when the sentence asserts more."""
 
     @property
     def count(self) -> int:
-        return len(self.numbers) + len(self.names) + len(self.content)
+        return len(self.numbers) + len(self.names) + len(self.content) + len(self.echoed)
 
 
 @dataclass
@@ -421,8 +426,18 @@ class _Index:
     acronyms: set[str]
 
 
+def _fold_accents(text: str) -> str:
+    """ "Yesün Temür" -> "Yesun Temur": models often drop diacritics when they copy a name."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize(
+        "NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    )
+
+
 def _normalise(text: str) -> str:
-    text = text.replace("’", "'").replace("‘", "'")
+    text = _fold_accents(text).replace("’", "'").replace("‘", "'")
     text = _DOTTED_RE.sub(lambda m: m.group(0).replace(".", ""), text)  # U.S. -> US
     return _HYPHEN_RE.sub(" ", text)
 
@@ -539,8 +554,35 @@ _PASSAGE_REFERENCE_RE = re.compile(
 )
 
 
-def _terms(sentence: str) -> _Terms:
-    """Extract the key terms a sentence asserts (markers are ignored)."""
+@dataclass(frozen=True)
+class _Question:
+    """The question's words, so that an answer restating it is not checked on them."""
+
+    stems: frozenset[str]
+    lowercase: frozenset[str]
+    """Words the question writes in lower case: "Researchers" opening an answer is no name."""
+
+    @classmethod
+    def of(cls, question: str) -> _Question:
+        tokens = _WORD_RE.findall(_normalise(question))
+        words = [_norm_word(t) for t in tokens]
+        return cls(
+            stems=frozenset(_stem(w) for w in words if w not in _STOPWORDS and len(w) >= 3),
+            lowercase=frozenset(_norm_word(t) for t in tokens if t.islower()),
+        )
+
+
+_NO_QUESTION = _Question(frozenset(), frozenset())
+
+
+def _terms(sentence: str, question: _Question = _NO_QUESTION) -> _Terms:
+    """Extract the key terms a sentence asserts (markers are ignored).
+
+    Content words that restate the ``question`` ("Who was the first European to
+    visit China?" - "Marco Polo was the first European to visit China") go to
+    ``echoed``: the claim is in the rest. A sentence that only restates the
+    question keeps them as content, since then they are all it asserts.
+    """
     text = _normalise(_strip_markers(sentence))
     text = _PASSAGE_REFERENCE_RE.sub(" ", text)
     found, text = _find_numbers(text, bare_words=False)
@@ -561,7 +603,7 @@ def _terms(sentence: str) -> _Terms:
         if not token:
             continue
         lowered = _norm_word(token)
-        if _is_name(token):
+        if _is_name(token) and lowered not in question.lowercase:
             run.append(token)
             if lowered not in seen_names:
                 seen_names.add(lowered)
@@ -578,7 +620,12 @@ def _terms(sentence: str) -> _Terms:
             content.append(lowered)
     if len(run) >= 2:
         runs.append(tuple(run))
-    return _Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs))
+    echoed = [w for w in content if _stem_match(_stem(w), set(question.stems))]
+    if echoed and (numbers or names or len(echoed) < len(content)):
+        content = [w for w in content if w not in echoed]
+    else:
+        echoed = []
+    return _Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs), tuple(echoed))
 
 
 def _acronyms(text: str) -> set[str]:
@@ -704,7 +751,12 @@ def _supports(assessment: _Assessment, threshold: float) -> bool:
 
 
 def support(
-    sentence: str, paragraph: str, *, title: str = "", published: str | None = None
+    sentence: str,
+    paragraph: str,
+    *,
+    title: str = "",
+    published: str | None = None,
+    question: str = "",
 ) -> float:
     """Share of the sentence's key terms found in the paragraph, in 0..1.
 
@@ -722,8 +774,11 @@ def support(
     company" where its article's title names it. A sentence with no key terms
     scores 0 (it asserts nothing a paragraph could support). ``published`` (the
     article's ISO date) resolves "this year", "last year" and "next year".
+    Words the sentence shares with ``question`` are not checked when it asserts
+    something besides them (a restated question is not a claim).
     """
-    return _assess(_terms(sentence), _index(paragraph, title, published)).score
+    terms = _terms(sentence, _Question.of(question))
+    return _assess(terms, _index(paragraph, title, published)).score
 
 
 # ---------------------------------------------------------------------------
@@ -961,7 +1016,10 @@ def _abstain(dropped: int) -> CheckedAnswer:
 
 
 def check_answer(
-    raw: str, passages: list[Passage], threshold: float = DEFAULT_THRESHOLD
+    raw: str,
+    passages: list[Passage],
+    threshold: float = DEFAULT_THRESHOLD,
+    question: str = "",
 ) -> CheckedAnswer:
     """Check and renumber the citations in the model's raw answer.
 
@@ -976,8 +1034,10 @@ def check_answer(
     preamble and courtesy filler are dropped, as is any marker on them; a
     sentence hedging about the passages ("The passages do not say when") is kept
     as supported, without citation. The answer abstains when it is a refusal or
-    no sentence with key terms is supported.
+    no sentence with key terms is supported. ``question`` (when given) excuses
+    the words an answer sentence repeats from it, as in :func:`support`.
     """
+    asked = _Question.of(question)
     # Two passages that are the same paragraph collapse onto the first of them.
     first_of: dict[tuple[str, int], int] = {}
     canonical: list[int] = []
@@ -1024,7 +1084,7 @@ def check_answer(
                 continue
             if _is_filler(sentence):
                 continue
-            terms = _terms(body)
+            terms = _terms(body, asked)
             # Headings and list intros ("Two investments:") title what follows.
             intro = body.rstrip("*_ ").endswith(":") and not keys and not terms.numbers
             kind = "connective" if terms.count == 0 or intro or heading else "claim"
@@ -1039,7 +1099,7 @@ def check_answer(
     }
     for unit in units:
         if unit.kind == "claim":
-            _check_unit(unit, indexes, threshold)
+            _check_unit(unit, indexes, threshold, asked)
 
     if not any(u.supported for u in units if u.kind == "claim"):
         return _abstain(dropped)
@@ -1060,7 +1120,9 @@ def _best_supporting(terms: _Terms, indexes: dict[int, _Index], threshold: float
     return best[1] if best else None
 
 
-def _check_unit(unit: _Unit, indexes: dict[int, _Index], threshold: float) -> None:
+def _check_unit(
+    unit: _Unit, indexes: dict[int, _Index], threshold: float, question: _Question
+) -> None:
     """Decide whether the unit's citations support it.
 
     A sentence without a citation gets the passage that plainly supports it. A
@@ -1068,7 +1130,7 @@ def _check_unit(unit: _Unit, indexes: dict[int, _Index], threshold: float) -> No
     plainly does, is re-pointed there: small models often copy the right fact
     and write the wrong number.
     """
-    terms = _terms(unit.body)
+    terms = _terms(unit.body, question)
     if not unit.keys:
         best = _best_supporting(terms, indexes, threshold)
         if best is None:

@@ -217,6 +217,61 @@ def test_support_rejects_wrong_relation() -> None:
     assert support("Microsoft sued OpenAI in 2019.", MICROSOFT) < DEFAULT_THRESHOLD
 
 
+YUAN = (
+    "When Yesün Temür died in Shangdu in 1328, Tugh Temür was recalled to Khanbaliq by the "
+    "Qipchaq commander El Temür."
+)
+POLO = (
+    "The first recorded travels by Europeans to China and back date from this time. The most "
+    "famous traveler of the period was the Venetian Marco Polo."
+)
+
+
+def test_support_folds_accents_in_names() -> None:
+    # Models drop diacritics when they copy a name; the name is still the same.
+    assert support("Yesun Temur died in Shangdu in 1328.", YUAN) >= DEFAULT_THRESHOLD
+    assert support("Yesun Temur died in Beijing in 1328.", YUAN) < DEFAULT_THRESHOLD
+
+
+def test_support_does_not_check_words_that_restate_the_question() -> None:
+    question = "Who was the first known European to visit China and return?"
+    sentence = "Marco Polo was the first known European to visit China and return."
+    assert support(sentence, POLO) < DEFAULT_THRESHOLD  # "known", "visit", "return" absent
+    assert support(sentence, POLO, question=question) >= DEFAULT_THRESHOLD
+    # The claim itself (the name) is still checked.
+    wrong = "Ibn Battuta was the first known European to visit China and return."
+    assert support(wrong, POLO, question=question) < DEFAULT_THRESHOLD
+
+
+def test_restating_the_question_alone_is_still_checked() -> None:
+    # With nothing but the question's words, those words are the claim.
+    question = "Did researchers liquefy air?"
+    assert support("Researchers liquefied air.", POLO, question=question) < DEFAULT_THRESHOLD
+
+
+def test_a_question_word_opening_the_answer_is_not_a_name() -> None:
+    paragraph = "By the late 19th century scientists realized that air could be liquefied."
+    question = "By what century did researchers see that they could liquefy air?"
+    sentence = "Researchers saw that they could liquefy air in the 19th century [1]."
+    assert support(sentence, paragraph) < DEFAULT_THRESHOLD
+    assert support(sentence, paragraph, question=question) >= DEFAULT_THRESHOLD
+
+
+def test_question_words_do_not_excuse_a_wrong_relation() -> None:
+    question = "How much did Microsoft invest in OpenAI?"
+    assert support("Microsoft sued OpenAI in 2019.", MICROSOFT, question=question) < 0.75
+    sentence = "Microsoft invested $1 billion in OpenAI in 2019."
+    assert support(sentence, MICROSOFT, question=question) >= DEFAULT_THRESHOLD
+
+
+def test_check_answer_uses_the_question() -> None:
+    question = "Who was the first known European to visit China and return?"
+    raw = "Marco Polo was the first known European to visit China and return. [1]"
+    assert check_answer(raw, [passage(POLO)]).abstained
+    checked = check_answer(raw, [passage(POLO)], question=question)
+    assert not checked.abstained and checked.citations[0].supported
+
+
 @pytest.mark.parametrize(
     ("sentence", "paragraph"),
     [
