@@ -1,8 +1,9 @@
 """Answer quality on 100 SQuAD questions (fixed seed), retrieving over all its paragraphs.
 
-Reports the share of answers containing a gold answer, the share of citations
-that point at the gold paragraph or a paragraph containing a gold answer, the
-share of answers citing the gold paragraph, and the median seconds per answer.
+Reports the share of answers containing a gold answer (``contains``), the share
+of citations that point at the gold paragraph or a paragraph containing a gold
+answer (``citation_precision``), the share of answers citing the gold paragraph
+(``citation_recall``), and the median seconds per answer (``answer_p50_s``).
 
     .venv/bin/python benchmarks/answers.py                          # default model
     .venv/bin/python benchmarks/answers.py --model qwen2.5-coder-0.5b
@@ -15,7 +16,7 @@ import json
 from pathlib import Path
 
 from rag import RAG
-from rag.evaluate import Judged, answer_accuracy, sample, squad_to_jsonl
+from rag.evaluate import EvalRecord, evaluate, load_squad
 from rag.settings import Settings
 
 SQUAD = (
@@ -29,25 +30,22 @@ def main() -> None:
     parser.add_argument("--model", default=Settings().model)
     parser.add_argument("-n", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="write every judged answer here (JSON)")
+    parser.add_argument("--out", type=Path, help="write every judged answer here (JSONL)")
     args = parser.parse_args()
 
-    jsonl = args.workdir / "squad-tune.jsonl"
-    questions = sample(squad_to_jsonl(SQUAD, jsonl), args.n, args.seed)
-    rag = RAG(args.workdir / "index", model=args.model)
-    rag.ingest([jsonl])
+    squad = load_squad(SQUAD, args.workdir)
+    rag = RAG(args.workdir / "index", model=args.model, progress=False)
 
-    def show(r: Judged) -> None:
-        mark = "ok " if r.answer_correct else ("-- " if r.abstained else "no ")
-        print(f"{mark} gold¶ {'y' if r.cites_gold else 'n'} {r.seconds:5.1f}s  {r.question}")
-        print(f"      → {r.text[:150]}   (gold: {r.gold_answers[0]})", flush=True)
+    def show(r: EvalRecord) -> None:
+        mark = "ok " if r.contains else ("-- " if r.abstained else "no ")
+        gold = "y" if r.cites_gold else "n"
+        print(f"{mark} gold¶ {gold} {r.answer_seconds:5.1f}s  {r.question}")
+        print(f"      → {(r.answer or '')[:150]}   (gold: {r.answers[0]})", flush=True)
 
-    report = answer_accuracy(rag, questions, jsonl, on_result=show)
-    print(json.dumps(report.summary(), indent=2))
+    result = evaluate(rag, squad, limit=args.n, seed=args.seed, on_record=show)
+    print(json.dumps({"model": args.model, **result.metrics}, indent=2))
     if args.out:
-        args.out.write_text(
-            json.dumps([r.__dict__ for r in report.results], indent=2, default=list)
-        )
+        result.to_jsonl(args.out)
 
 
 if __name__ == "__main__":

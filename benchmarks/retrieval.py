@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from rag import RAG
-from rag.evaluate import retrieval_recall, squad_to_jsonl
+from rag.evaluate import evaluate, load_squad
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD = SHARED / "squad" / "squad-v1.1-dev-tune.json"
@@ -34,13 +34,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N questions")
     args = parser.parse_args()
 
-    jsonl = args.workdir / "squad-tune.jsonl"
-    questions = squad_to_jsonl(SQUAD, jsonl)
+    squad = load_squad(SQUAD, args.workdir)
     if args.limit:
-        questions = questions[: args.limit]
+        squad.questions = squad.questions[: args.limit]
+    questions = squad.questions
 
-    rag = RAG(args.workdir / "index")
-    report = rag.ingest([jsonl])
+    rag = RAG(args.workdir / "index", progress=False)
+    report = rag.ingest(squad.corpus)
     print(
         f"SQuAD ingest: {report.added} added, {report.unchanged} unchanged, "
         f"{report.paragraphs} paragraphs in {report.seconds:.1f} s"
@@ -67,11 +67,14 @@ def main() -> None:
         rag.retriever.embed_query = cache.__getitem__
         at5 = {}
         for name, options in configs.items():
-            r = retrieval_recall(rag, questions, jsonl, k=5, **options)
-            at5[name] = r.atk
+            m = evaluate(
+                rag, squad, retrieval_only=True, search_options=options, ingest=False
+            ).metrics
+            at5[name] = m["recall@5"]
             print(
-                f"{label:>10} {name:<16} recall@1 {r.at1:.4f}  recall@5 {r.atk:.4f}  "
-                f"{r.ms_per_question:.1f} ms/question  (n={r.questions})",
+                f"{label:>10} {name:<16} recall@1 {m['recall@1']:.4f}  "
+                f"recall@5 {m['recall@5']:.4f}  mrr {m['mrr']:.4f}  "
+                f"{m['retrieval_p50_s'] * 1e3:.1f} ms/question (p50, n={m['n']})",
                 flush=True,
             )
         return at5

@@ -459,6 +459,110 @@ def show_last_sources(conversation: Conversation) -> None:
         out.print("The last answer cites no paragraph.")
 
 
+# --- evaluation --------------------------------------------------------------------------
+
+# Shown as percentages; counts and seconds are printed as they are.
+_SHARE_METRICS = (
+    "contains",
+    "citation_precision",
+    "citation_recall",
+    "unsupported_citation_rate",
+    "declined_unanswerable",
+    "false_decline",
+)
+
+
+def metrics_table(metrics: dict[str, Any]) -> Table:
+    table = Table(show_header=True, box=None)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if isinstance(value, float) and value != value:  # NaN: nothing to measure
+            shown = "–"
+        elif name.endswith("_s"):
+            shown = f"{value:.3f} s"
+        elif isinstance(value, float):
+            is_share = name.startswith("recall@") or name in _SHARE_METRICS
+            shown = f"{value:.1%}" if is_share else f"{value:.4f}"
+        else:
+            shown = f"{value:,}"
+        table.add_row(name, shown)
+    return table
+
+
+@app.command("eval")
+@friendly_errors
+@with_settings("fusion", "dense_weight", "passages", "embedder", "progress", *ANSWER_SETTINGS[:-1])
+def eval_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="SQuAD v1.1 JSON (defines its own corpus) or a question set in JSON/JSONL "
+            "(question, answers, optional source, paragraph, evidence, answerable)."
+        ),
+    ],
+    index: Annotated[
+        Path,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Evaluation index folder: built on the first run, reused (incrementally) after.",
+        ),
+    ],
+    corpus: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--corpus", help="Files or folders to index too (distractors); repeat for several."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Questions drawn (with --seed). Default: all with --retrieval-only, else 100."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 0,
+    holdout: Annotated[
+        int,
+        typer.Option(
+            help="SQuAD only: articles left out of the index; their questions should be declined."
+        ),
+    ] = 0,
+    retrieval_only: Annotated[
+        bool, typer.Option("--retrieval-only", help="Measure retrieval only (no model).")
+    ] = False,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write one JSON record per question here (JSONL)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the metrics as one JSON object.")
+    ] = False,
+    settings: Settings | None = None,
+) -> None:
+    """Measure retrieval recall, answer accuracy, citations and abstention on a question set."""
+    from rag.evaluate import evaluate, load_dataset
+
+    with RAG(index, settings=settings, console=err) as rag:
+        evalset = load_dataset(dataset, index / "corpus", holdout=holdout, seed=seed)
+        if corpus:
+            evalset.corpus.extend(corpus)
+        if not evalset.corpus and rag.info().paragraphs == 0:
+            raise RagError(
+                f"The index in {index} is empty and {dataset.name} brings no corpus: "
+                "give the articles with --corpus PATH."
+            )
+        result = evaluate(rag, evalset, limit=limit, seed=seed, retrieval_only=retrieval_only)
+    if out_path:
+        result.to_jsonl(out_path)
+        err.print(f"[dim]{len(result.records)} records written to {escape(str(out_path))}.[/]")
+    if json_output:
+        metrics = {k: (None if v != v else v) for k, v in result.metrics.items()}  # NaN -> null
+        print_json(metrics)
+    else:
+        out.print(metrics_table(result.metrics))
+
+
 models_app = typer.Typer(
     help="List the answering models, or prepare one ahead of time.", no_args_is_help=False
 )
