@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from rag.types import Citation, Passage, Sentence
@@ -481,7 +482,7 @@ def _stem(word: str) -> str:
     return word
 
 
-def _stem_match(stem: str, stems: set[str]) -> bool:
+def _stem_match(stem: str, stems: Set[str]) -> bool:
     if stem in stems:
         return True
     # Prefix matching catches derivations the stripper misses ("invest" ~
@@ -620,7 +621,7 @@ def _terms(sentence: str, question: _Question = _NO_QUESTION) -> _Terms:
             content.append(lowered)
     if len(run) >= 2:
         runs.append(tuple(run))
-    echoed = [w for w in content if _stem_match(_stem(w), set(question.stems))]
+    echoed = [w for w in content if _stem_match(_stem(w), question.stems)]
     if echoed and (numbers or names or len(echoed) < len(content)):
         content = [w for w in content if w not in echoed]
     else:

@@ -385,8 +385,8 @@ def _judge_answer(record: EvalRecord, q: EvalQuestion, answer: Answer, seconds: 
         record.cites_gold = any(c["gold"] for c in record.citations)
     record.good_citations = sum(
         1
-        for c in answer.citations
-        if q.is_gold(c.passage) or (q.answerable and contains_answer(c.passage.text, q.answers))
+        for c in record.citations
+        if c["gold"] or (q.answerable and contains_answer(c["text"], q.answers))
     )
     record.unsupported_citations = sum(not c.supported for c in answer.citations)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -37,3 +38,18 @@ def articles(tmp_path: Path, sample_article: Path, bbc_dir: Path) -> Path:
     for name in ("001.txt", "002.txt", "003.txt"):
         shutil.copy(bbc_dir / "business" / name, folder / "business" / name)
     return folder
+
+
+@pytest.fixture
+def small_squad(tmp_path: Path) -> Path:
+    """Three real SQuAD articles, five paragraphs each, as a SQuAD v1.1 file."""
+    squad = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
+    if not squad.exists():
+        pytest.skip("../shared/data/squad is not beside the checkout")
+    data = json.loads(squad.read_text())
+    data["data"] = data["data"][:3]
+    for article in data["data"]:
+        article["paragraphs"] = article["paragraphs"][:5]
+    path = tmp_path / "squad-small.json"
+    path.write_text(json.dumps(data))
+    return path

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
 from typer.testing import CliRunner
 
 from rag import RAG
@@ -30,7 +29,6 @@ from rag.evaluate import (
 )
 from rag.types import Passage
 
-SQUAD = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 
 
@@ -154,20 +152,6 @@ def test_load_questions_names_the_bad_item(tmp_path: Path) -> None:
     path.write_text(json.dumps({"question": "ok?", "answers": ["y"]}) + "\n" + '{"answers": []}\n')
     with pytest.raises(Exception, match="question 2"):
         load_questions(path)
-
-
-@pytest.fixture
-def small_squad(tmp_path: Path) -> Path:
-    """Three real SQuAD articles, five paragraphs each."""
-    if not SQUAD.exists():
-        pytest.skip("../shared/data/squad is not beside the checkout")
-    data = json.loads(SQUAD.read_text())
-    data["data"] = data["data"][:3]
-    for article in data["data"]:
-        article["paragraphs"] = article["paragraphs"][:5]
-    path = tmp_path / "squad-small.json"
-    path.write_text(json.dumps(data))
-    return path
 
 
 def test_load_squad_holds_out_articles(tmp_path: Path, small_squad: Path) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import nbformat
-import pytest
-from conftest import ROOT, SHARED
+from conftest import ROOT
 from nbclient import NotebookClient
-
-SQUAD = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
 
 
 def run_notebook(name: str) -> str:
@@ -29,19 +25,6 @@ def run_notebook(name: str) -> str:
         if cell.cell_type == "code"
         for o in cell.get("outputs", [])
     )
-
-
-@pytest.fixture
-def small_squad(tmp_path: Path) -> Path:
-    if not SQUAD.exists():
-        pytest.skip("../shared/data/squad is not beside the checkout")
-    data = json.loads(SQUAD.read_text())
-    data["data"] = data["data"][:3]
-    for article in data["data"]:
-        article["paragraphs"] = article["paragraphs"][:4]
-    path = tmp_path / "squad-small.json"
-    path.write_text(json.dumps({"version": "1.1", "data": data["data"]}))
-    return path
 
 
 def test_evaluate_accuracy_notebook_runs(tmp_path: Path, small_squad: Path, monkeypatch) -> None:
