@@ -6,10 +6,9 @@ on first use, and once: opening an index to look at it costs nothing.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,15 +17,24 @@ from rich.console import Console
 
 from rag import ingest as ingest_mod
 from rag.embed import Embedder
-from rag.errors import EmbedderMismatch, EmptyIndex, RagError
-from rag.index import VECTORS_FILE, VectorIndex, derived_paths, load_derived
+from rag.errors import EmbedderMismatch, EmptyIndex, IndexBusy, RagError
+from rag.index import (
+    VECTORS_FILE,
+    Derived,
+    VectorIndex,
+    build_derived,
+    load_published,
+    published_generation,
+)
 from rag.lexical import BM25Params, LexicalIndex
+from rag.lock import IndexLock
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
 from rag.types import Answer, IngestReport, Passage
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
+    from rag.check import CheckReport
     from rag.generate import Generator
     from rag.prompt import Templates
 
@@ -70,9 +78,11 @@ class RAG:
         self.folder = Path(index).expanduser()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.folder / DB_FILE)
+        self.lock = IndexLock(self.folder, wait=self.settings.wait)
         self.console = console or Console(stderr=True)
         self._embedder: Embedder | None = None
         self._retriever: Retriever | None = None
+        self._retriever_generation: int | None = None
         self._generator: Generator | None = None
         self._templates: Templates | None = None
 
@@ -123,17 +133,27 @@ class RAG:
         """Add or update the articles in ``paths`` (files and folders, read recursively)."""
         if isinstance(paths, str | Path):
             paths = [paths]
-        report = ingest_mod.ingest(
-            paths,
-            self.store,
-            lambda: self.embedder,
-            self._rebuild_derived,
-            batch_size=self.settings.batch_size,
-            max_passage_tokens=self.settings.max_passage_tokens,
-            console=self.console,
-            show_progress=self.settings.progress,
-        )
+        with self._writing("ingest into"):
+            report = ingest_mod.ingest(
+                paths,
+                self.store,
+                lambda: self.embedder,
+                self._rebuild_derived,
+                batch_size=self.settings.batch_size,
+                max_passage_tokens=self.settings.max_passage_tokens,
+                console=self.console,
+                show_progress=self.settings.progress,
+            )
         return report
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Hold the index's write lock; IndexBusy (after ``wait`` seconds) if another has it."""
+        self.lock.acquire(what=what)
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     def remove(self, source: str | Path) -> list[str]:
         """Remove the articles of a file (or with that source, or matching a glob).
@@ -144,54 +164,133 @@ class RAG:
         candidate = Path(pattern).expanduser()
         if candidate.exists() or not any(c in pattern for c in "*?["):
             pattern = str(candidate.resolve())
-        matches = self.store.sources_matching(pattern)
-        if not matches:
-            raise RagError(f"No article in {self.folder} comes from {source!s}.")
-        with self.store.transaction():
-            for article_source, path in matches:
-                self.store.delete_article(article_source)
-                if self.store.count_articles(path) == 0:
-                    self.store.delete_path(path)
-            self.store.drop_unused_embeddings()
-            self.store.bump_generation()
-        self._rebuild_derived()
+        with self._writing("remove articles from"):
+            matches = self.store.sources_matching(pattern)
+            if not matches:
+                raise RagError(f"No article in {self.folder} comes from {source!s}.")
+            with self.store.transaction():
+                for article_source, path in matches:
+                    self.store.delete_article(article_source)
+                    if self.store.count_articles(path) == 0:
+                        self.store.delete_path(path)
+                self.store.drop_unused_embeddings()
+                self.store.bump_generation()
+            self._rebuild_derived()
         return [m[0] for m in matches]
 
     def rebuild(self, reembed: bool = False) -> None:
         """Rebuild the FAISS and BM25 indexes from the database; with ``reembed``,
         re-embed every paragraph with the configured embedder first."""
-        if reembed:
-            model = Embedder(self.settings.embedder, threads=self.settings.threads)
-            ingest_mod.reembed(
-                self.store,
-                model,
-                batch_size=self.settings.batch_size,
-                max_passage_tokens=self.settings.max_passage_tokens,
-                console=self.console,
-                show_progress=self.settings.progress,
-            )
-            self._embedder = model
-        vectors, lexical = derived_paths(self.folder)
-        vectors.unlink(missing_ok=True)
-        shutil.rmtree(lexical, ignore_errors=True)
-        self._rebuild_derived()
+        with self._writing("rebuild"):
+            if reembed:
+                model = Embedder(self.settings.embedder, threads=self.settings.threads)
+                ingest_mod.reembed(
+                    self.store,
+                    model,
+                    batch_size=self.settings.batch_size,
+                    max_passage_tokens=self.settings.max_passage_tokens,
+                    console=self.console,
+                    show_progress=self.settings.progress,
+                )
+                self._embedder = model
+            self._use(build_derived(self.folder, self.store, self._dimension(), self._bm25()))
 
     def _dimension(self) -> int:
         recorded = self.store.get_meta("embedder_dimension")
         return int(recorded) if recorded else self.embedder.info.dimension
 
     def _rebuild_derived(self) -> Retriever:
-        """Open the derived indexes (rebuilding them if stale) and keep them for searching."""
-        vectors, lexical = load_derived(self.folder, self.store, self._dimension(), self._bm25())
+        """Open the published derived indexes, rebuilding them first if they are stale.
+
+        Rebuilding writes, so it needs the write lock. While another process holds
+        it (an ingest is running), searches use the last published indexes: the
+        index as it was before that ingest, never a half-written one.
+        """
+        if self._retriever is not None and self._retriever_generation == self.store.generation:
+            return self._retriever
+        if self.lock.try_acquire():
+            try:
+                derived = load_published(self.folder, self.store, self._bm25())
+                if derived is None or derived.generation != self.store.generation:
+                    bm25 = self._bm25()
+                    derived = build_derived(self.folder, self.store, self._dimension(), bm25)
+                return self._use(derived)
+            finally:
+                self.lock.release()
+        if self._retriever is not None and self._retriever_generation == published_generation(
+            self.store
+        ):
+            return self._retriever
+        derived = load_published(self.folder, self.store, self._bm25())
+        if derived is None:
+            raise IndexBusy(
+                f"The index in {self.folder} is being built by another process and has no "
+                "searchable state yet; try again when its ingest finishes."
+            )
+        return self._use(derived)
+
+    def _use(self, derived: Derived) -> Retriever:
         self._retriever = Retriever(
-            self.store, vectors, lexical, lambda q: self.embedder.embed([q])[0]
+            self.store, derived.vectors, derived.lexical, lambda q: self.embedder.embed([q])[0]
         )
+        self._retriever_generation = derived.generation
         return self._retriever
+
+    # --- consistency -------------------------------------------------------------------
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check that the index is whole and its parts agree; with ``repair``, mend what fails.
+
+        Holds the write lock (a running ingest makes this wait or fail with IndexBusy),
+        so the state checked is not one a writer is half-way through changing.
+        """
+        from rag.check import CheckReport, run_checks
+        from rag.check import repair as repair_index
+
+        with self._writing("check"):
+            built = self.store.get_meta("embedder_name") is not None
+            # The raw embedder: self.embedder would refuse a mismatch that check must report.
+            model = self._embedder or (
+                Embedder(self.settings.embedder, threads=self.settings.threads) if built else None
+            )
+            info = model.info if model else None
+            report = CheckReport(
+                str(self.folder.resolve()), run_checks(self.store, self.folder, self._bm25(), info)
+            )
+            if not repair or report.ok:
+                return report
+            report.before_repair = report.checks
+            names = {c.name: c for c in report.checks}
+            if not names["database"].ok:
+                report.repaired.append(
+                    "nothing: the database file itself is damaged, and the search indexes are "
+                    "derived from it; ingest the articles again into a new index folder"
+                )
+                return report
+            if not names["embedder"].ok:
+                report.repaired.append(
+                    "nothing: the configured embedder is not the one that built the index; use "
+                    f"--embedder {self.store.get_meta('embedder_name')!r}, or re-embed with "
+                    "rag rebuild --reembed"
+                )
+                return report
+            model = model or self.embedder
+            report.repaired, derived = repair_index(
+                self.store,
+                self.folder,
+                model,
+                self._bm25(),
+                batch_size=self.settings.batch_size,
+                max_passage_tokens=self.settings.max_passage_tokens,
+            )
+            self._use(derived)
+            report.checks = run_checks(self.store, self.folder, self._bm25(), model.info)
+        return report
 
     # --- search ------------------------------------------------------------------------
     @property
     def retriever(self) -> Retriever:
-        return self._retriever or self._rebuild_derived()
+        """The retriever over the newest published indexes (another process may have ingested)."""
+        return self._rebuild_derived()
 
     def _bm25(self) -> BM25Params:
         return BM25Params(k1=self.settings.bm25_k1, b=self.settings.bm25_b)

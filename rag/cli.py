@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import re
+import sqlite3
 import sys
 import types
 import typing
@@ -27,7 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.answer import final_answer
-from rag.api import RAG, Conversation
+from rag.api import DB_FILE, RAG, Conversation
+from rag.check import Check
 from rag.errors import RagError
 from rag.settings import Settings
 from rag.types import Answer, IngestReport, Passage
@@ -116,6 +118,12 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except RagError as exc:
             err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except sqlite3.DatabaseError as exc:  # a damaged index file, found mid-command
+            err.print(
+                f"[bold red]Error:[/] the index database is damaged ({escape(str(exc))}). "
+                "Run `rag check` to see what is wrong."
+            )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted.[/] Work already committed is kept.")
@@ -250,14 +258,16 @@ def info(index: IndexOption = Path("index"), json_output: JsonOption = False) ->
 
 @app.command()
 @friendly_errors
+@with_settings("wait")
 def remove(
     source: Annotated[
         str, typer.Argument(help="File path, article source (path#id for JSONL) or glob.")
     ],
     index: IndexOption = Path("index"),
+    settings: Settings | None = None,
 ) -> None:
     """Remove articles from the index by file, source or glob."""
-    with RAG(index, console=err) as rag:
+    with RAG(index, settings=settings, console=err) as rag:
         removed = rag.remove(source)
     for item in removed:
         err.print(f"removed {escape(display_path(item))}")
@@ -266,7 +276,9 @@ def remove(
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "batch_size", "max_passage_tokens", "progress", "bm25_k1", "bm25_b")
+@with_settings(
+    "embedder", "batch_size", "max_passage_tokens", "progress", "bm25_k1", "bm25_b", "wait"
+)
 def rebuild(
     reembed: Annotated[
         bool,
@@ -280,6 +292,57 @@ def rebuild(
         rag.rebuild(reembed=reembed)
         details = rag.info()
     err.print(f"Rebuilt: {details.paragraphs:,} paragraphs, embedder {details.embedder}.")
+
+
+@app.command()
+@friendly_errors
+@with_settings("embedder", "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait")
+def check(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            help="Mend what fails: re-embed what lacks an embedding and rebuild the FAISS and "
+            "BM25 indexes from the database (articles are never touched)."
+        ),
+    ] = False,
+    index: IndexOption = Path("index"),
+    json_output: JsonOption = False,
+    settings: Settings | None = None,
+) -> None:
+    """Verify the index: database, passages, embedder, FAISS and BM25 agree. Exit 0 if all do.
+
+    Every stored passage must have exactly one vector in FAISS and one BM25 document, and
+    nothing else may be there; the vectors must be the stored embeddings; the configured
+    embedder must be the one that built the index; SQLite's integrity check must pass.
+    """
+    if not (Path(index) / DB_FILE).exists():
+        raise RagError(f"There is no index in {index} (no {DB_FILE}); nothing to check.")
+    with RAG(index, settings=settings, console=err) as rag:
+        report = rag.check(repair=repair)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        if report.before_repair:
+            out.print(check_table(report.before_repair, "Before repair"))
+            for step in report.repaired:
+                out.print(f"repaired: {escape(step)}")
+        out.print(check_table(report.checks, "Index " + display_path(report.folder)))
+        if report.ok:
+            out.print("[green]All checks pass.[/]")
+        else:
+            failed = sum(not c.ok for c in report.checks)
+            hint = "" if repair else f" Run: rag check --repair --index {index}"
+            out.print(f"[red]{failed} check(s) failed.[/]{escape(hint)}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def check_table(checks: list[Check], title: str) -> Table:
+    table = Table(title=escape(title), title_justify="left", show_header=False, box=None)
+    for item in checks:
+        mark = "[green]ok[/]" if item.ok else "[red]FAIL[/]"
+        table.add_row(mark, item.name, escape(item.detail))
+    return table
 
 
 # --- answers -----------------------------------------------------------------------------

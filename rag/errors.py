@@ -13,3 +13,11 @@ class EmbedderMismatch(RagError):
 
 class EmptyIndex(RagError):
     """A search or question on an index with no articles."""
+
+
+class IndexBusy(RagError):
+    """Another process is writing to the index (ingest, remove, rebuild)."""
+
+
+class IndexFormatError(RagError):
+    """The index was written by a newer version of rag, or is not an index at all."""

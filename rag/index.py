@@ -1,13 +1,16 @@
 """The dense side of search: a FAISS index over the passage embeddings.
 
-The index is derived from the store and written with write-then-rename, so a
-crash leaves either the old file or the new one. Passage ids from the store are
+The index is derived from the store: ``build_derived`` writes it, with the BM25
+index, into a folder per store generation and publishes that folder through the
+store, so readers always open a matching pair. Passage ids from the store are
 the FAISS ids, which keeps the two joined without a side table.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -80,42 +83,91 @@ class VectorIndex:
 
 VECTORS_FILE = "vectors.faiss"
 LEXICAL_DIR = "lexical"
+DERIVED_DIR = "derived"
 
 
-def derived_paths(folder: Path) -> tuple[Path, Path]:
-    return folder / VECTORS_FILE, folder / LEXICAL_DIR
+@dataclass
+class Derived:
+    """The FAISS and BM25 indexes of one store generation."""
+
+    vectors: VectorIndex
+    lexical: LexicalIndex
+    generation: int
+
+
+def derived_folder(folder: Path, generation: int) -> Path:
+    """Where the derived indexes of one store generation live."""
+    return folder / DERIVED_DIR / str(generation)
+
+
+def published_generation(store: Store) -> int | None:
+    """The generation whose derived indexes readers should open (None: none published)."""
+    value = store.get_meta("derived_generation")
+    return int(value) if value is not None else None
 
 
 def build_derived(
     folder: Path, store: Store, dimension: int, bm25: BM25Params | None = None
-) -> tuple[VectorIndex, LexicalIndex]:
-    """Rebuild the FAISS and BM25 indexes from the store and record which generation they match.
+) -> Derived:
+    """Build the FAISS and BM25 indexes of the store's current generation and publish them.
 
-    The generation is written only after both files are in place: a crash in between
-    leaves a stale mark, and the next open rebuilds.
+    The caller holds the index's write lock. Both indexes are written into a
+    fresh folder, which is renamed into place whole; only then does the store
+    record it as the published generation, in one transaction. So a reader sees
+    the old pair or the new pair, never one of each, and a crash at any point
+    leaves the old pair published (the next open rebuilds).
     """
-    vectors_path, lexical_path = derived_paths(folder)
     generation = store.generation
     ids, vectors = store.passage_vectors(dimension)
     vector_index = VectorIndex.build(ids, vectors)
     text_ids, texts = store.passage_texts()
     lexical_index = LexicalIndex.build(text_ids, texts, bm25)
-    vector_index.save(vectors_path)
-    lexical_index.save(lexical_path)
+    target = derived_folder(folder, generation)
+    tmp = target.with_name(f"{generation}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    vector_index.save(tmp / VECTORS_FILE)
+    lexical_index.save(tmp / LEXICAL_DIR)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
     with store.transaction():
         store.set_meta("derived_generation", str(generation))
-    return vector_index, lexical_index
+    _remove_unpublished(folder, keep=target)
+    return Derived(vector_index, lexical_index, generation)
 
 
-def load_derived(
-    folder: Path, store: Store, dimension: int, bm25: BM25Params | None = None
-) -> tuple[VectorIndex, LexicalIndex]:
-    """Open the derived indexes, rebuilding them when missing or older than the store."""
-    vectors_path, lexical_path = derived_paths(folder)
-    fresh = store.get_meta("derived_generation") == str(store.generation)
-    if fresh and vectors_path.exists() and (lexical_path / "ids.npy").exists():
+def _remove_unpublished(folder: Path, keep: Path) -> None:
+    """Delete derived folders of older generations (and of crashed builds).
+
+    A reader that read the old generation's number a moment ago and now finds
+    its folder gone simply reads the published number again (see load_published).
+    """
+    for child in (folder / DERIVED_DIR).iterdir():
+        if child != keep:
+            shutil.rmtree(child, ignore_errors=True)
+    # Layout of indexes written before derived folders were per generation.
+    (folder / VECTORS_FILE).unlink(missing_ok=True)
+    shutil.rmtree(folder / LEXICAL_DIR, ignore_errors=True)
+
+
+def load_published(folder: Path, store: Store, bm25: BM25Params | None = None) -> Derived | None:
+    """Open the published derived indexes; None when there are none or they are unreadable.
+
+    A writer may publish a newer generation and delete the older one between our
+    reading its number and opening its files; then the number is read again.
+    """
+    for _ in range(5):
+        generation = published_generation(store)
+        if generation is None:
+            return None
+        path = derived_folder(folder, generation)
         try:
-            return VectorIndex.load(vectors_path), LexicalIndex.load(lexical_path, bm25)
+            return Derived(
+                VectorIndex.load(path / VECTORS_FILE),
+                LexicalIndex.load(path / LEXICAL_DIR, bm25),
+                generation,
+            )
         except (RuntimeError, OSError, ValueError):
-            pass  # unreadable: fall through and rebuild from the source of truth
-    return build_derived(folder, store, dimension, bm25)
+            if published_generation(store) == generation:
+                return None  # still published yet unreadable (or built another way): rebuild
+    return None

@@ -112,10 +112,15 @@ class Retriever:
         scores = self.passage_scores(query, options, allowed)
         if not scores:
             return []
+        # While another process ingests, the indexes searched are the last published
+        # ones, and a passage of an article it has since replaced or removed is no longer
+        # in the store: such candidates are skipped, the rest is the index as it was.
         paragraph_of = self.store.passage_paragraphs(list(scores))
         best: dict[int, float] = {}
         for pid, score in scores.items():
-            paragraph = paragraph_of[pid]
+            paragraph = paragraph_of.get(pid)
+            if paragraph is None:
+                continue
             if score > best.get(paragraph, -np.inf):
                 best[paragraph] = score
         ranked = sorted(best, key=lambda p: (-best[p], p))
@@ -125,8 +130,8 @@ class Retriever:
         results: list[Passage] = []
         seen_texts: set[str] = set()
         for paragraph in wanted:
-            passage = rows[paragraph]
-            if passage.text in seen_texts:
+            passage = rows.get(paragraph)
+            if passage is None or passage.text in seen_texts:
                 continue
             seen_texts.add(passage.text)
             passage.score = round(best[paragraph], 6)

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         ),
     )
     progress: bool = Field(default=True, description="Show progress bars on long work.")
+    wait: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Seconds a write (ingest, remove, rebuild, check --repair) waits for another process "
+            "writing to the same index; 0 fails at once with an 'index is busy' message."
+        ),
+    )
 
     # --- retrieval -----------------------------------------------------------
     k: int = Field(default=5, ge=1, description="Number of paragraphs a search returns.")

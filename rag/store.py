@@ -22,9 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.errors import IndexFormatError
 from rag.types import Document, Passage
 
 SCHEMA_VERSION = 1
+# A writer holds SQLite's lock only while it commits a group (well under a second);
+# readers and a waiting writer retry for this long before reporting "locked".
+BUSY_TIMEOUT_S = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,17 +113,46 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        # executescript commits on its own; every statement is IF NOT EXISTS, so a crash
-        # half-way through is completed by the next open.
-        self.db.executescript(SCHEMA)
-        with self.transaction():
-            if self.get_meta("schema_version") is None:
-                self.set_meta("schema_version", str(SCHEMA_VERSION))
-                self.set_meta("generation", "0")
+        self.db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            version = self._schema_version()
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            raise IndexFormatError(
+                f"{path} is not a readable rag index database ({error}). Move it away and "
+                "ingest again into a new index folder."
+            ) from error
+        if version is None:
+            # Only a new (or never completed) database is written on open: readers of a
+            # busy index must not need the write lock just to look. executescript commits
+            # on its own; every statement is IF NOT EXISTS, so a crash half-way through
+            # is completed by the next open.
+            self.db.executescript(SCHEMA)
+            with self.transaction():
+                if self.get_meta("schema_version") is None:
+                    self.set_meta("schema_version", str(SCHEMA_VERSION))
+                    self.set_meta("generation", "0")
+        elif version > SCHEMA_VERSION:
+            self.db.close()
+            raise IndexFormatError(
+                f"The index in {path.parent} has format version {version}, written by a newer "
+                f"version of rag; this one reads format {SCHEMA_VERSION}. Upgrade rag-news "
+                "(pip install -U rag-news), or ingest into a new index folder."
+            )
+
+    def _schema_version(self) -> int | None:
+        has_meta = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not has_meta:
+            return None
+        value = self.get_meta("schema_version")
+        return int(value) if value is not None else None
 
     def close(self) -> None:
         self.db.close()
@@ -367,6 +400,61 @@ class Store:
                     paragraph_id=row[0],
                 )
         return result
+
+    # --- consistency (rag check) ------------------------------------------------
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own integrity and foreign-key checks; empty when the file is sound."""
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
+            problems = [r for r in rows if r != "ok"]
+            for table, rowid, parent, _ in self.db.execute("PRAGMA foreign_key_check"):
+                problems.append(f"{table} row {rowid} points at a missing {parent} row")
+        except sqlite3.DatabaseError as error:  # too damaged to even walk
+            return [str(error)]
+        return problems
+
+    def passage_ids(self) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM passages ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def paragraphs_without_passages(self) -> list[tuple[int, str]]:
+        """(id, text) of paragraphs that have no passage, so no vector: invisible to search."""
+        return self.db.execute(
+            "SELECT g.id, g.text FROM paragraphs g WHERE NOT EXISTS "
+            "(SELECT 1 FROM passages p WHERE p.paragraph_id = g.id) ORDER BY g.id"
+        ).fetchall()
+
+    def passages_without_embedding(self) -> dict[str, str]:
+        """text hash -> text of passages whose embedding is missing."""
+        rows = self.db.execute(
+            "SELECT p.text_hash, p.text FROM passages p WHERE NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.text_hash = p.text_hash)"
+        )
+        return dict(rows.fetchall())
+
+    def count_unused_embeddings(self) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM embeddings "
+            "WHERE text_hash NOT IN (SELECT text_hash FROM passages)"
+        ).fetchone()
+        return int(row[0])
+
+    def add_passages(self, paragraph_id: int, parts: list[str]) -> None:
+        """Give a paragraph that has none its passages (repair)."""
+        self._insert_passages(paragraph_id, parts)
+
+    def sample_vectors(self, n: int, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+        """(passage ids, stored vectors) of up to ``n`` passages picked at random."""
+        rows = self.db.execute(
+            "SELECT p.id, e.vector FROM passages p JOIN embeddings e USING (text_hash) "
+            "ORDER BY random() LIMIT ?",
+            (n,),
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.zeros((len(rows), dimension), dtype=np.float32)
+        for i, (_, blob) in enumerate(rows):
+            vectors[i] = np.frombuffer(blob, dtype=np.float32)
+        return ids, vectors
 
     def stats(self) -> Stats:
         def count(table: str) -> int:

@@ -11,6 +11,7 @@ from conftest import QUESTION, SAMPLE_NAME
 
 from rag import RAG, EmbedderMismatch, EmptyIndex, RagError
 from rag.embed import Embedder, resolve_embedder_path
+from rag.index import derived_folder
 from rag.lexical import FORMAT as LEXICAL_FORMAT
 
 
@@ -112,13 +113,15 @@ def test_empty_index_and_empty_question(rag: RAG) -> None:
 
 def test_derived_index_is_rebuilt_when_missing(tmp_path: Path, articles: Path) -> None:
     folder = tmp_path / "index"
-    RAG(folder, progress=False).ingest(articles)
-    (folder / "vectors.faiss").unlink()
+    rag = RAG(folder, progress=False)
+    rag.ingest(articles)
+    derived = derived_folder(folder, rag.store.generation)
+    (derived / "vectors.faiss").unlink()
     hits = RAG(folder, progress=False).search(QUESTION, k=1)
     assert hits[0].paragraph == 10
-    assert (folder / "vectors.faiss").exists()
+    assert (derived / "vectors.faiss").exists()
     # A lexical index written by an older version (another format) is rebuilt too.
-    meta = folder / "lexical" / "lexical.json"
+    meta = derived / "lexical" / "lexical.json"
     meta.write_text(json.dumps({"documents": 1, "format": 0}))
     assert RAG(folder, progress=False).search(QUESTION, k=1)[0].paragraph == 10
     assert json.loads(meta.read_text())["format"] == LEXICAL_FORMAT
