@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import codecs
+import errno
+import os
+import random
 from pathlib import Path
 
 import pytest
 
 from rag.parsers import (
+    NOT_A_REGULAR_FILE,
     UnreadableFile,
     UnsupportedFile,
+    check_supported,
     iter_files,
     read_file,
     supported_suffixes,
@@ -18,9 +23,10 @@ from rag.parsers.common import (
     decode_bytes,
     fold_whitespace,
     normalize_date,
+    path_text,
     split_paragraphs,
 )
-from rag.types import Document
+from rag.types import Document, FileFailure
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -320,6 +326,44 @@ def test_html_without_article_text(tmp_path: Path) -> None:
         read_file(path)
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # trafilatura's fallback would return "Home World Sport" as the article.
+        (
+            '<nav><a href="/">Home</a> <a href="/world">World</a> <a href="/s">Sport</a></nav>',
+            "no article text found",
+        ),
+        ('<div role="navigation"><a href="/">Home</a></div>', "no article text found"),
+        ('<div id="app"></div><noscript>Please enable JavaScript.</noscript>', "no article"),
+        ("<h1>Only a headline</h1>", "no article text found"),
+        (
+            '<div class="menu"><p><a href="/">Home</a></p><p><a href="/news">News</a></p></div>',
+            "no article text found (only links)",
+        ),
+    ],
+)
+def test_html_pages_without_an_article(tmp_path: Path, body: str, reason: str) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(f"<html><head><title>Only a headline</title></head><body>{body}</body></html>")
+    with pytest.raises(ValueError) as caught:
+        read_file(path)
+    assert str(caught.value).startswith(reason)
+
+
+def test_html_article_with_links_in_its_text_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "linked.html"
+    path.write_text(
+        "<html><head><title>Rates</title></head><body><nav><a href='/'>Home</a></nav><article>"
+        "<p>The <a href='/bank'>central bank</a> held rates at 5% on Thursday.</p>"
+        "<p>Inflation was easing, it said, and the next meeting is in June.</p>"
+        "<p><a href='/more'>Read more</a></p></article></body></html>"
+    )
+    doc = read_one(path)
+    assert doc.paragraphs[0].text.startswith("The central bank held rates at 5% on Thursday.")
+    assert not any("Home" in p.text for p in doc.paragraphs)
+
+
 # --------------------------------------------------------------------------- jsonl
 
 
@@ -353,6 +397,17 @@ def test_jsonl_articles_and_bad_lines() -> None:
     assert reasons[f"{resolved}:5"].startswith("invalid JSON")
     assert reasons[f"{resolved}:6"] == "duplicate id 'a1' (first on line 1)"
     assert reasons[f"{resolved}:7"] == "expected a JSON object, got list"
+
+
+def test_jsonl_lone_surrogate_is_replaced(tmp_path: Path) -> None:
+    """JSON may escape half a surrogate pair; such text cannot be stored, so it is mended."""
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"id": "x\\udfff", "title": "\\ud83d", "text": "Half \\ud800 a pair."}\n')
+    doc = read_one(path)
+    assert doc.paragraphs[0].text == "Half \ufffd a pair."
+    assert doc.title == "\ufffd"
+    assert doc.source.endswith("#x\ufffd")
+    doc.source.encode("utf-8")  # storable
 
 
 # --------------------------------------------------------------------------- files and kinds
@@ -429,3 +484,114 @@ def test_uppercase_suffix(tmp_path: Path) -> None:
     path = tmp_path / "LOUD.TXT"
     path.write_text("Headline\n\nBody text.\n")
     assert read_one(path).format == "text"
+
+
+def test_check_supported_reads_only_the_name(tmp_path: Path) -> None:
+    check_supported(tmp_path / "never-created.TXT")
+    with pytest.raises(UnsupportedFile, match=r"unsupported file type '\.mp4'"):
+        check_supported(tmp_path / "film.mp4")
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".jsonl"])
+@pytest.mark.parametrize("content", [b"", b"  \n\n\t \r\n"])
+def test_empty_file_in_every_format(tmp_path: Path, suffix: str, content: bytes) -> None:
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as caught:
+        read_file(path)
+    assert str(caught.value) == "empty file"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("photo.png", "binary content (a PNG image) in a '.txt' file, not text"),
+        ("photo.jpg", "binary content (a JPEG image) in a '.txt' file, not text"),
+    ],
+)
+def test_image_renamed_to_txt(tmp_path: Path, name: str, reason: str) -> None:
+    path = tmp_path / "picture.txt"
+    path.write_bytes((DATA / name).read_bytes())
+    with pytest.raises(ValueError) as caught:
+        read_file(path)
+    assert str(caught.value) == reason
+
+
+def test_binary_content_is_told_from_text(tmp_path: Path) -> None:
+    noise = random.Random(1).randbytes(3000)
+    cases = {
+        "nul.txt": b"Title\n\nText with a NUL \x00 byte.\n",
+        "no-nul.txt": noise.replace(b"\x00", b"\x02"),  # compressed data need not hold a NUL
+        "pdf.txt": b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n",
+        "gzip.md": b"\x1f\x8b\x08\x00" + noise[:100],
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=r"^binary content.* file, not text$"):
+            read_file(path)
+    # Text keeps its tabs, form feeds and line breaks, and its odd stray control byte.
+    text = tmp_path / "text.txt"
+    text.write_bytes(b"Title\n\n\tIndented text,\x0c a form feed\r\n" + b"word " * 40 + b"\x01.\n")
+    assert read_one(text).title == "Title"
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes(codecs.BOM_UTF16_LE + "Zoë\n\nHer story.\n".encode("utf-16-le"))
+    assert read_one(utf16).title == "Zoë"
+
+
+def test_read_file_uses_the_bytes_given(tmp_path: Path) -> None:
+    """The ingest hashes the bytes it read and hands them over: the file is read once."""
+    documents, failures = read_file(tmp_path / "not-on-disk.txt", b"Headline\n\nBody text.\n")
+    assert failures == []
+    assert [(d.title, d.paragraphs[0].text) for d in documents] == [("Headline", "Body text.")]
+
+
+def test_path_text_escapes_names_that_are_not_utf8() -> None:
+    assert path_text("/news/café.txt") == "/news/café.txt"
+    assert path_text(Path(os.fsdecode(b"/news/caf\xe9.txt"))) == "/news/caf\\xe9.txt"
+    assert path_text("half \ud800 a pair") == "half \\ud800 a pair"  # no file system makes it
+
+
+def test_latin1_file_name_is_read(tmp_path: Path) -> None:
+    path = tmp_path / os.fsdecode(b"r\xe9sum\xe9.md")
+    path.write_text("# Résumé\n\nA short story.\n")
+    doc = read_one(path)
+    assert doc.source == f"{tmp_path.resolve()}/r\\xe9sum\\xe9.md"
+    assert doc.title == "Résumé"
+    (tmp_path / os.fsdecode(b"\xff.md")).write_text("No heading, just a paragraph.\n")
+    assert read_one(tmp_path / os.fsdecode(b"\xff.md")).title == "\\xff"
+
+
+def test_iter_files_names_links_and_special_files(tmp_path: Path) -> None:
+    """Links to files are followed, links to folders are not (no cycles); the rest is named."""
+    folder = tmp_path / "walk"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "story.txt").write_text("Story\n\nText.\n")
+    (folder / "linked.txt").symlink_to(folder / "sub" / "story.txt")
+    (folder / "loop.txt").symlink_to("loop.txt")
+    (folder / "dangling.md").symlink_to("gone.md")
+    (folder / "sub" / "up").symlink_to("..", target_is_directory=True)
+    os.mkfifo(folder / "pipe.txt")
+    skipped: list[FileFailure] = []
+    failed: list[FileFailure] = []
+    files = list(iter_files([folder], skipped=skipped, failed=failed))
+    # The link and its target are one file: it comes once, under the first name reached.
+    assert [f.relative_to(folder).as_posix() for f in files] == ["linked.txt"]
+    assert {os.path.relpath(f.path, folder): f.reason for f in skipped} == {
+        "pipe.txt": NOT_A_REGULAR_FILE,
+        "sub/up": "link to a folder: not followed (give the folder itself to read it)",
+    }
+    assert {os.path.relpath(f.path, folder): f.reason for f in failed} == {
+        "dangling.md": "broken symbolic link (its target does not exist)",
+        "loop.txt": "symbolic link loop",
+    }
+    # Without the lists the walk is as quiet as before; a linked folder given by name is read.
+    assert list(iter_files([folder])) == files
+    assert list(iter_files([folder / "sub" / "up"])) == [folder / "sub" / "up" / "linked.txt"]
+
+
+def test_iter_files_given_a_looping_link(tmp_path: Path) -> None:
+    (tmp_path / "loop.txt").symlink_to("loop.txt")
+    with pytest.raises(OSError) as caught:
+        list(iter_files([tmp_path / "loop.txt"]))
+    assert caught.value.errno == errno.ELOOP

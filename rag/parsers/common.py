@@ -8,6 +8,7 @@ folding, dateline removal and numbering rules apply whatever the file format.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ __all__ = [
     "fold_whitespace",
     "line_spans",
     "normalize_date",
+    "path_text",
     "resolved",
     "split_paragraphs",
     "strip_span",
@@ -57,9 +59,25 @@ def decode_bytes(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+def path_text(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that SQLite can store and a terminal or JSON can print.
+
+    A Linux file name is bytes, and Python keeps the bytes that are not UTF-8 (an
+    old Latin-1 name such as ``caf\xe9.txt``) as lone surrogates, which cannot be
+    encoded again: storing or printing them raises. They become ``\\xNN`` escapes
+    here, so such a file is still read, stored and named; valid names are unchanged.
+    """
+    text = os.fspath(path)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file system produces: keep it visible
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def resolved(path: Path) -> str:
     """The absolute path used as ``Document.path`` (and as the source of single-article files)."""
-    return str(path.resolve())
+    return path_text(path.resolve())
 
 
 # --------------------------------------------------------------------------- whitespace

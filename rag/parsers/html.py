@@ -22,6 +22,7 @@ from rag.parsers.common import (
     fold_whitespace,
     line_spans,
     normalize_date,
+    path_text,
     resolved,
 )
 from rag.types import Document
@@ -30,6 +31,9 @@ NAME = "html"
 SUFFIXES = frozenset({".html", ".htm"})
 
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+# Never article prose. trafilatura drops them from a page that has an article, but when
+# there is none its fallback extractors return the menu ("Home News Sport") as the text.
+_NOT_PROSE_XPATH = "//nav | //noscript | //template | //*[@role='navigation']"
 # Meta tags that carry the full publication time (trafilatura keeps only the day).
 _PUBLISHED_XPATH = (
     "//meta[@property='article:published_time' or @name='article:published_time'"
@@ -67,10 +71,30 @@ def _published_time(text: str) -> str | None:
     return None
 
 
+def _prose_tree(text: str) -> tuple[lxml_html.HtmlElement | None, set[str]]:
+    """The page without its navigation, and the folded text of every link left in it.
+
+    ``None`` when lxml cannot parse the text (then trafilatura gets the text itself).
+    """
+    try:
+        tree = lxml_html.fromstring(text)
+    except (ParserError, ValueError):
+        return None, set()
+    for element in tree.xpath(_NOT_PROSE_XPATH):
+        element.drop_tree()
+    links = {fold_whitespace(a.text_content()) for a in tree.iter("a")}
+    return tree, links
+
+
 def parse(path: Path, text: str) -> Document:
-    """Extract the main article of a web page."""
+    """Extract the main article of a web page.
+
+    Raises ValueError when the page has no article text: nothing but navigation,
+    a title, or links (a menu, an index page).
+    """
+    tree, links = _prose_tree(text)
     result = trafilatura.bare_extraction(
-        text,
+        tree if tree is not None else text,
         with_metadata=True,
         include_comments=False,
         include_tables=True,
@@ -88,12 +112,15 @@ def parse(path: Path, text: str) -> Document:
     paragraphs = build_paragraphs(body, ((a, b, body[a:b]) for a, b in spans))
     if not paragraphs:
         raise ValueError("no article text found")
+    # A menu outside <nav> still comes back as text: one link per line, no prose.
+    if all(p.text in links for p in paragraphs):
+        raise ValueError("no article text found (only links)")
 
     date = getattr(result, "date", None)
     return Document(
         source=resolved(path),
         path=resolved(path),
-        title=title or path.stem,
+        title=title or path_text(path.stem),
         paragraphs=paragraphs,
         author=fold_whitespace(getattr(result, "author", None) or "") or None,
         publisher=fold_whitespace(getattr(result, "sitename", None) or "") or None,

@@ -9,14 +9,31 @@ stop the rest of the file from being read.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from rag.parsers.common import fold_whitespace, normalize_date, resolved, split_paragraphs
+from rag.parsers.common import (
+    fold_whitespace,
+    normalize_date,
+    path_text,
+    resolved,
+    split_paragraphs,
+)
 from rag.types import Document, FileFailure
 
 NAME = "jsonl"
 SUFFIXES = frozenset({".jsonl", ".ndjson"})
+
+
+# JSON may spell a lone UTF-16 surrogate ("\ud800"); json.loads keeps it, and such a
+# string cannot be encoded to UTF-8, so hashing or storing it would fail.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (the replacement character)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _string(value: Any) -> str | None:
@@ -27,7 +44,7 @@ def _string(value: Any) -> str | None:
         text = ", ".join(fold_whitespace(str(v)) for v in value if v is not None)
     else:
         text = fold_whitespace(str(value))
-    return text or None
+    return _clean(text) or None
 
 
 def _article(path: Path, line: str, number: int, seen: dict[str, int]) -> Document:
@@ -45,7 +62,7 @@ def _article(path: Path, line: str, number: int, seen: dict[str, int]) -> Docume
         raise ValueError("missing 'text' (or 'body')")
     if not isinstance(text, str):
         raise ValueError(f"'text' must be a string, got {type(text).__name__}")
-    paragraphs = split_paragraphs(text)
+    paragraphs = split_paragraphs(_clean(text))
     if not paragraphs:
         raise ValueError("'text' is empty")
 
@@ -59,7 +76,7 @@ def _article(path: Path, line: str, number: int, seen: dict[str, int]) -> Docume
     return Document(
         source=f"{resolved(path)}#{ident}",
         path=resolved(path),
-        title=_string(record.get("title")) or f"{path.stem} #{ident}",
+        title=_string(record.get("title")) or f"{path_text(path.stem)} #{ident}",
         paragraphs=paragraphs,
         author=_string(record.get("author")),
         publisher=_string(record.get("publisher")),

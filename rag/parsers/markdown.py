@@ -18,6 +18,7 @@ from rag.parsers.common import (
     build_paragraphs,
     fold_whitespace,
     normalize_date,
+    path_text,
     resolved,
     strip_span,
 )
@@ -108,7 +109,7 @@ def parse(path: Path, text: str) -> Document:
     return Document(
         source=resolved(path),
         path=resolved(path),
-        title=meta.get("title") or heading_title or path.stem,
+        title=meta.get("title") or heading_title or path_text(path.stem),
         paragraphs=paragraphs,
         author=meta.get("author") or None,
         publisher=meta.get("publisher") or meta.get("site") or None,

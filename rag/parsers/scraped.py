@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rag.parsers.common import fold_whitespace, normalize_date, resolved, split_paragraphs
+from rag.parsers.common import (
+    fold_whitespace,
+    normalize_date,
+    path_text,
+    resolved,
+    split_paragraphs,
+)
 from rag.types import Document
 
 NAME = "scraped"
@@ -88,7 +94,7 @@ def parse(path: Path, text: str) -> Document:
     return Document(
         source=resolved(path),
         path=resolved(path),
-        title=headers.get("title") or path.stem,
+        title=headers.get("title") or path_text(path.stem),
         paragraphs=paragraphs,
         author=author,
         publisher=publisher_from(headers.get("place of publish", "")),
