@@ -10,6 +10,8 @@ finished and the next run picks up the rest.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -29,14 +31,25 @@ from rich.progress import (
 )
 
 from rag.embed import Embedder
-from rag.parsers import UnsupportedFile, iter_files, read_file
+from rag.parsers import (
+    NOT_A_REGULAR_FILE,
+    UnsupportedFile,
+    check_supported,
+    iter_files,
+    os_error_reason,
+    read_file,
+)
+from rag.parsers.common import path_text, resolved
 from rag.passages import split_passages
+from rag.settings import Settings
 from rag.store import Store, StoredFile, document_hash, text_hash
 from rag.types import Document, FileFailure, IngestReport
 
 # Passages embedded per commit: small enough that an interruption loses little,
 # large enough that commits don't dominate.
 COMMIT_EVERY = 512
+MAX_FILE_MB: float = Settings.model_fields["max_file_mb"].default
+_MB = 1024 * 1024
 
 
 @dataclass
@@ -69,42 +82,82 @@ def file_hash(data: bytes) -> str:
 
 
 def scan(
-    paths: Iterable[str | Path], store: Store, report: IngestReport, progress: Progress
+    paths: Iterable[str | Path],
+    store: Store,
+    report: IngestReport,
+    progress: Progress,
+    *,
+    max_file_mb: float = MAX_FILE_MB,
 ) -> list[FileChange]:
-    """Find what changed: parse new and modified files, count unchanged ones."""
-    files: list[Path] = []
-    for given in paths:
+    """Find what changed: parse new and modified files, count unchanged ones.
+
+    People point this at messy folders, so no file stops the others: each one that
+    is not read is named in ``report`` with its reason, under ``skipped`` when it is
+    left out by design (a type no parser reads, over ``max_file_mb``, a pipe or
+    device, a link to a folder) and under ``failed`` when it should have been read
+    but could not be (missing, unreadable, empty, binary, no article text, bad JSONL
+    lines). The type and size are judged from the name and ``stat`` before a byte is
+    read, so a video or a huge log costs nothing, and memory stays bounded by the
+    size limit.
+    """
+    found: list[Path] = []
+    for given in map(Path, paths):
         try:
-            files.extend(iter_files([given]))
-        except FileNotFoundError:
-            report.failed.append(FileFailure(str(given), "no such file or folder"))
+            os.stat(given)
+        except OSError as exc:  # a missing path is named; the other paths are still read
+            report.failed.append(FileFailure(path_text(given), os_error_reason(given, exc)))
+            continue
+        found.append(given)
+    files = list(iter_files(found, skipped=report.skipped, failed=report.failed))
+    _drop_repeats(report.failed)  # a bad link both given and inside a given folder
+    _drop_repeats(report.skipped)
+    limit = int(max_file_mb * _MB)
     task = progress.add_task("Reading", total=len(files))
     changes: list[FileChange] = []
     for path in files:
         progress.advance(task)
-        resolved = str(path.resolve())
+        name = path_text(path)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            report.failed.append(FileFailure(str(path), f"cannot read: {exc.strerror or exc}"))
-            continue
-        digest = file_hash(data)
-        stored = store.get_file(resolved)
-        if stored is not None and stored.hash == digest:
-            report.unchanged += store.count_articles(resolved)
-            continue
-        try:
-            documents, failures = read_file(path)
+            check_supported(path)
         except UnsupportedFile as exc:
-            report.skipped.append(FileFailure(str(path), str(exc)))
+            report.skipped.append(FileFailure(name, str(exc)))
             continue
-        except Exception as exc:  # a broken file must not stop the other 2,000
-            report.failed.append(FileFailure(str(path), f"{type(exc).__name__}: {exc}"))
+        try:
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # reading a pipe would block for ever
+                report.skipped.append(FileFailure(name, NOT_A_REGULAR_FILE))
+                continue
+            if info.st_size > limit:
+                report.skipped.append(FileFailure(name, _too_large(info.st_size, max_file_mb)))
+                continue
+            data = _read_at_most(path, info.st_size, limit)
+        except OSError as exc:
+            report.failed.append(FileFailure(name, f"cannot read: {os_error_reason(path, exc)}"))
+            continue
+        if len(data) > limit:
+            report.skipped.append(FileFailure(name, _too_large(len(data), max_file_mb)))
+            continue
+        source = resolved(path)
+        digest = file_hash(data)
+        stored = store.get_file(source)
+        if stored is not None and stored.hash == digest:
+            report.unchanged += store.count_articles(source)
+            continue
+        try:
+            documents, failures = read_file(path, data)
+        except ValueError as exc:  # the parsers' own reasons: empty, binary, no article text
+            report.failed.append(FileFailure(name, str(exc)))
+            continue
+        except Exception as exc:  # a bug or a library choking must not stop the other 2,000
+            report.failed.append(FileFailure(name, f"unexpected {type(exc).__name__}: {exc}"))
             continue
         report.failed.extend(failures)
         fmt = documents[0].format if documents else ""
-        change = FileChange(StoredFile(resolved, digest, len(data), fmt))
-        existing = store.article_hashes(resolved)
+        # A file with bad JSONL lines is recorded without its hash, so that the next run
+        # reads it again and names those lines again (its good articles come out unchanged).
+        recorded = "" if failures else digest
+        change = FileChange(StoredFile(source, recorded, len(data), fmt))
+        existing = store.article_hashes(source)
         for doc in documents:
             if not doc.paragraphs:
                 report.failed.append(FileFailure(doc.source, "no paragraphs of text found"))
@@ -119,10 +172,45 @@ def scan(
                 report.added += 1
             change.write.append((doc, content))
         kept = {doc.source for doc in documents}
-        change.delete = [source for source in existing if source not in kept]
+        change.delete = [old for old in existing if old not in kept]
         report.removed += len(change.delete)
         changes.append(change)
     return changes
+
+
+def _read_at_most(path: Path, size: int, limit: int) -> bytes:
+    """The file's bytes, but no more than ``limit + 1`` even if it grew since ``stat``.
+
+    Not ``read(limit + 1)``: that allocates the whole limit up front for every file.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    want = min(size, limit) + 1  # one read for a file as big as stat said, then EOF
+    with path.open("rb") as handle:
+        while total <= limit and (chunk := handle.read(min(want, limit + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+            want = _MB
+    return b"".join(chunks)
+
+
+def _drop_repeats(entries: list[FileFailure]) -> None:
+    """Keep the first of entries that name the same file for the same reason."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[FileFailure] = []
+    for entry in entries:
+        key = (os.path.abspath(entry.path), entry.reason)
+        if key not in seen:
+            seen.add(key)
+            kept.append(entry)
+    entries[:] = kept
+
+
+def _too_large(size: int, max_file_mb: float) -> str:
+    return (
+        f"too large: {size / _MB:.1f} MB, over the {max_file_mb:g} MB limit "
+        "(raise it with --max-file-mb or RAG_MAX_FILE_MB)"
+    )
 
 
 def ingest(
@@ -135,18 +223,20 @@ def ingest(
     max_passage_tokens: int = 256,
     console: Console | None = None,
     show_progress: bool = True,
+    max_file_mb: float = MAX_FILE_MB,
 ) -> IngestReport:
     """Bring the store up to date with ``paths`` (files and folders).
 
     ``embedder`` is called only when something must be embedded, so a run over
     unchanged files never loads a model. ``rebuild`` refreshes the derived
-    indexes and is called only when the store changed.
+    indexes and is called only when the store changed. Files larger than
+    ``max_file_mb`` are skipped, unread (see :func:`scan`).
     """
     started = time.perf_counter()
     report = IngestReport()
     console = console or Console(stderr=True)
     with progress_bar(console, show_progress) as progress:
-        changes = scan(paths, store, report, progress)
+        changes = scan(paths, store, report, progress, max_file_mb=max_file_mb)
         if changes:
             model = embedder()
             limit = min(max_passage_tokens, model.max_tokens)

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
             "(all-MiniLM-L6-v2 reads at most 256)."
         ),
     )
+    max_file_mb: float = Field(
+        default=50,
+        gt=0,
+        description=(
+            "Largest file an ingest reads, in MB; bigger files are skipped unread and named in "
+            "the report, so one huge log or dump cannot exhaust memory."
+        ),
+    )
     progress: bool = Field(default=True, description="Show progress bars on long work.")
     wait: float = Field(
         default=0.0,
