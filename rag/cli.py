@@ -181,7 +181,7 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "batch_size", "max_passage_tokens", "progress")
+@with_settings("embedder", "batch_size", "max_passage_tokens", "max_file_mb", "progress")
 def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")
@@ -190,15 +190,30 @@ def ingest(
     json_output: JsonOption = False,
     settings: Settings | None = None,
 ) -> None:
-    """Add articles (.txt, .md, .html, .jsonl, scraped-article files) to the index."""
+    """Add articles (.txt, .md, .html, .jsonl, scraped-article files) to the index.
+
+    A messy folder does not stop an ingest: each file not ingested is listed with its
+    reason, as skipped (a type no parser reads, over --max-file-mb, a link to a
+    folder, a pipe) or failed (missing, unreadable, empty, binary, no article text,
+    a bad JSONL line), and the rest is ingested.
+
+    Exit status: 0 every file ingested, unchanged or skipped; 3 some files failed,
+    the rest ingested; 1 nothing ingested (every file failed, or none found) or an
+    error; 2 a usage error.
+    """
     with RAG(index, settings=settings, console=err) as rag:
         report = rag.ingest(list(paths))
     if json_output:
         print_json(report.to_dict())
     else:
         print_report(report)
-    if report.failed and not (report.added or report.updated or report.unchanged):
+    # Scripts tell "done", "done but look at the failures" and "did nothing" apart.
+    if not (report.added or report.updated or report.unchanged or report.removed):
+        if not (report.failed or report.skipped):
+            err.print("Nothing ingested: no files found in the given folders.")
         raise typer.Exit(1)
+    if report.failed:
+        raise typer.Exit(3)
 
 
 @app.command()
