@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -188,6 +190,14 @@ def test_fake_preset_is_joined_verified_and_cleaned_up(fake: dict) -> None:
     assert leftovers(home) == []
     info = json.loads((folder / "prepared.json").read_text())
     assert [c["package"] for c in info["chunks"]] == ["fake-part1", "fake-part2", "fake-part3"]
+    config = folder / "config.json"
+    assert info["files"] == {
+        "config.json": {
+            "size": config.stat().st_size,
+            "sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
+            "stamp": [config.stat().st_mtime_ns, config.stat().st_ctime_ns],
+        }
+    }
     models.prepare("fake", home, progress=True)  # prepared: no second conversion
     assert len(converted) == 1
 
@@ -280,3 +290,226 @@ def test_gguf_file_is_converted_once_by_hash(fake: dict, tmp_path: Path) -> None
     assert models.resolve(str(gguf), home, progress=False) == folder
     assert len(converted) == 1
     assert gguf.exists()  # the user's own file is never deleted
+
+
+# --- a damaged prepared folder (the real tiny model, copied into a temporary home) ----------
+#
+# Each fault is made on a copy of the tiny model prepared above, never on ~/.cache/rag. The
+# faults a start can see are repaired by the real path: the folder is deleted, the chunk package
+# verified and converted again, and the model then loads and answers.
+
+WEIGHTS = "model.safetensors"
+
+
+@pytest.fixture
+def copied_home(home_with_tiny: Path, tmp_path: Path) -> Path:
+    """A RAG home holding a copy of the prepared tiny model, free to damage."""
+    home = tmp_path / "home"
+    shutil.copytree(models.model_dir(TINY, home_with_tiny), models.model_dir(TINY, home))
+    return home
+
+
+def prepared_info(home: Path) -> dict:
+    return json.loads((models.model_dir(TINY, home) / "prepared.json").read_text())
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)[0]
+        file.seek(offset)
+        file.write(bytes([byte ^ 0xFF]))
+
+
+def hide_writes(home: Path) -> None:
+    """Record the files' current time stamps as verified: damage no write would explain (rot)."""
+    folder = models.model_dir(TINY, home)
+    info = prepared_info(home)
+    for rel, record in info["files"].items():
+        record["stamp"] = models._stamp(folder / rel)
+    (folder / "prepared.json").write_text(json.dumps(info))
+
+
+def no_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise AssertionError("converted the model again")
+
+    monkeypatch.setattr(models, "_convert", fail)
+
+
+def assert_rebuilt_and_answers(
+    home: Path, original: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Loading repairs the folder with a warning that says why, then the model answers."""
+    import torch
+
+    with caplog.at_level(logging.WARNING, logger="rag.models"):
+        model, tokenizer = models.load(TINY, home, progress=False)
+    assert "is damaged" in caplog.text
+    assert f"Prepared {TINY} again" in caplog.text
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**encoded, max_new_tokens=8, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, encoded["input_ids"].shape[1] :])
+    # The conversion is deterministic: the rebuilt files are the ones first recorded.
+    rebuilt = prepared_info(home)["files"]
+    assert {rel: r["sha256"] for rel, r in rebuilt.items()} == {
+        rel: r["sha256"] for rel, r in original["files"].items()
+    }
+    assert models.is_prepared(TINY, home)
+    assert leftovers(home) == []
+
+
+def test_prepared_json_records_every_converted_file(home_with_tiny: Path) -> None:
+    folder = models.model_dir(TINY, home_with_tiny)
+    files = prepared_info(home_with_tiny)["files"]
+    on_disk = {p.name for p in folder.iterdir()} - {"prepared.json"}
+    assert set(files) == on_disk and WEIGHTS in files
+    weights = folder / WEIGHTS
+    assert files[WEIGHTS]["size"] == weights.stat().st_size
+    assert files[WEIGHTS]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def test_truncated_weights_are_rebuilt(copied_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    original = prepared_info(copied_home)
+    weights = models.model_dir(TINY, copied_home) / WEIGHTS
+    os.truncate(weights, weights.stat().st_size - 1000)
+    assert not models.is_prepared(TINY, copied_home)  # seen from the size alone
+    assert_rebuilt_and_answers(copied_home, original, caplog)
+    assert f"{WEIGHTS} has" in caplog.text and "bytes instead of" in caplog.text
+
+
+def test_one_altered_byte_is_found_and_rebuilt(
+    copied_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = prepared_info(copied_home)
+    weights = models.model_dir(TINY, copied_home) / WEIGHTS
+    flip_byte(weights, weights.stat().st_size // 2)  # inside a tensor: transformers loads it
+    assert_rebuilt_and_answers(copied_home, original, caplog)
+    assert f"{WEIGHTS} differs from the SHA-256" in caplog.text
+
+
+def test_deleted_file_is_rebuilt(copied_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    original = prepared_info(copied_home)
+    (models.model_dir(TINY, copied_home) / "tokenizer.json").unlink()
+    assert_rebuilt_and_answers(copied_home, original, caplog)
+    assert "tokenizer.json is missing" in caplog.text
+
+
+def test_garbage_prepared_json_is_rebuilt(
+    copied_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = prepared_info(copied_home)
+    (models.model_dir(TINY, copied_home) / "prepared.json").write_bytes(b"\x00{not json")
+    assert not models.is_prepared(TINY, copied_home)
+    assert_rebuilt_and_answers(copied_home, original, caplog)
+    assert "prepared.json is unreadable" in caplog.text
+
+
+def test_damage_no_check_saw_is_found_when_loading_fails(
+    copied_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A header byte changed and the time stamps say nothing was written: the start-up check
+    # passes, safetensors then refuses the file, and the full hash check that follows finds it.
+    original = prepared_info(copied_home)
+    flip_byte(models.model_dir(TINY, copied_home) / WEIGHTS, 20)
+    hide_writes(copied_home)
+    assert models.is_prepared(TINY, copied_home)
+    assert_rebuilt_and_answers(copied_home, original, caplog)
+    assert "checking its files" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        WEIGHTS,
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ],
+)
+def test_each_missing_file_is_noticed_at_once(copied_home: Path, name: str) -> None:
+    # Some of these transformers loads without a word (no chat template, no stop tokens).
+    (models.model_dir(TINY, copied_home) / name).unlink()
+    assert not models.is_prepared(TINY, copied_home)
+
+
+def test_a_touched_file_is_hashed_once_not_converted(
+    copied_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_conversion(monkeypatch)
+    folder = models.model_dir(TINY, copied_home)
+    weights = folder / WEIGHTS
+    os.utime(weights, ns=(time.time_ns(), time.time_ns()))
+    hashed: list[list[Path]] = []
+    real_hash = models._hash_chunks
+
+    def spy(paths: list[Path], *args: object) -> list[str]:
+        hashed.append(list(paths))
+        return real_hash(paths, *args)
+
+    monkeypatch.setattr(models, "_hash_chunks", spy)
+    assert models.prepare(TINY, copied_home, progress=False) == folder
+    assert weights in hashed[-1]
+    assert prepared_info(copied_home)["files"][WEIGHTS]["stamp"] == models._stamp(weights)
+    hashed.clear()
+    models.prepare(TINY, copied_home, progress=False)
+    assert hashed == []  # the new time stamps were recorded: no second hashing
+
+
+def test_folder_prepared_before_checksums_is_recorded_once(
+    copied_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    no_conversion(monkeypatch)
+    original = prepared_info(copied_home)
+    legacy = {k: v for k, v in original.items() if k != "files"}
+    (models.model_dir(TINY, copied_home) / "prepared.json").write_text(json.dumps(legacy))
+    assert models.is_prepared(TINY, copied_home)
+    with caplog.at_level(logging.WARNING, logger="rag.models"):
+        models.prepare(TINY, copied_home, progress=False)
+    assert "Recording the checksums" in caplog.text
+    files = prepared_info(copied_home)["files"]
+    assert {rel: r["sha256"] for rel, r in files.items()} == {
+        rel: r["sha256"] for rel, r in original["files"].items()
+    }
+
+
+def test_folder_prepared_before_checksums_is_checked_for_a_cut(
+    copied_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing recorded to compare with: the safetensors header still says how long the file is.
+    no_conversion(monkeypatch)
+    folder = models.model_dir(TINY, copied_home)
+    info = {k: v for k, v in prepared_info(copied_home).items() if k != "files"}
+    (folder / "prepared.json").write_text(json.dumps(info))
+    os.truncate(folder / WEIGHTS, (folder / WEIGHTS).stat().st_size - 10)
+    with (
+        caplog.at_level(logging.WARNING, logger="rag.models"),
+        pytest.raises(AssertionError, match="converted the model again"),
+    ):
+        models.prepare(TINY, copied_home, progress=False)
+    assert "but its header describes" in caplog.text
+    assert not folder.exists()
+
+
+def test_verify_finds_what_a_start_does_not_hash(
+    copied_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_conversion(monkeypatch)
+    weights = models.model_dir(TINY, copied_home) / WEIGHTS
+    assert models.verify(TINY, copied_home, repair=False, progress=False) is None
+    flip_byte(weights, weights.stat().st_size // 3)
+    hide_writes(copied_home)
+    models.prepare(TINY, copied_home, progress=False)  # sizes and stamps agree: not hashed
+    problem = models.verify(TINY, copied_home, repair=False, progress=False)
+    assert problem is not None and WEIGHTS in problem
+    with pytest.raises(ModelError, match="nothing to verify"):
+        models.verify("qwen2.5-coder-0.5b", copied_home, progress=False)
+
