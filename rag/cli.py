@@ -690,5 +690,35 @@ def models_prepare(
     err.print(f"{target} is ready in {path} ({time.perf_counter() - started:.1f} s).")
 
 
+@models_app.command("verify")
+@friendly_errors
+def models_verify(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Preset or gguf-<hash> folder name (default: the model setting)."),
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option(help="Prepare a damaged model again from its packages.")
+    ] = True,
+) -> None:
+    """Hash every file of a prepared model against the checksums recorded when it was made.
+
+    A normal start only compares sizes and re-hashes files written since; this also finds
+    bytes that changed on the disk unseen. Exit 0 intact or repaired, 1 damaged (--no-repair).
+    """
+    from rag import models
+
+    settings = Settings()
+    target = name or settings.model
+    problem = models.verify(target, settings.home, repair=repair, progress=settings.progress)
+    if problem is None:
+        err.print(f"{target}: intact (every file matches its recorded SHA-256).")
+    elif repair:
+        err.print(f"{target} was damaged ({escape(problem)}) and has been prepared again.")
+    else:
+        err.print(f"[bold red]{target} is damaged:[/] {escape(problem)}")
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()

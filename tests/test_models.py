@@ -513,3 +513,16 @@ def test_verify_finds_what_a_start_does_not_hash(
     with pytest.raises(ModelError, match="nothing to verify"):
         models.verify("qwen2.5-coder-0.5b", copied_home, progress=False)
 
+
+def test_models_verify_command(copied_home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    runner = CliRunner(env={"RAG_HOME": str(copied_home), "RAG_PROGRESS": "false"})
+    result = runner.invoke(app, ["models", "verify", TINY])
+    assert result.exit_code == 0, result.output
+    assert "intact" in result.output
+    result = runner.invoke(app, ["models", "verify", "qwen2.5-coder-0.5b"])
+    assert result.exit_code == 1
+    assert "nothing to verify" in result.output and "Traceback" not in result.output
