@@ -12,9 +12,14 @@ import time
 from collections.abc import Iterable, Iterator
 
 from rag.cite import ABSTAIN_TEXT, check_answer
+from rag.errors import RagError
 from rag.generate import Generation, Generator
-from rag.prompt import Templates, answer_messages, rewrite_messages
+from rag.prompt import Templates, answer_messages, fit_question, rewrite_messages, trim_to_tokens
 from rag.types import Answer, Passage
+
+# A chat question longer than this is not rewritten as a follow-up: it carries its own context,
+# and rewriting it would make the model read (and repeat) all of it first.
+REWRITE_MAX_TOKENS = 128
 
 # Words that make a question lean on the one before it ("and how much did Amazon invest?").
 _FOLLOW_UP_RE = re.compile(
@@ -63,7 +68,14 @@ def stream_answer(
     stop_penalty: float = 0.0,
     timings: dict[str, float] | None = None,
 ) -> Iterator[str | Answer]:
-    """Yield the model's text pieces as generated, then the checked :class:`Answer`."""
+    """Yield the model's text pieces as generated, then the checked :class:`Answer`.
+
+    An empty question is a :class:`RagError`. One too long for the prompt budget is cut (with a
+    warning, see :func:`rag.prompt.fit_question`); the answer is then checked against the part the
+    model read, while ``Answer.question`` keeps the question as asked.
+    """
+    if not question.strip():
+        raise RagError("The question is empty.")
     timings = dict(timings or {})
     started = time.perf_counter()
     if not passages:
@@ -71,7 +83,10 @@ def stream_answer(
         yield abstained_answer(question, passages, timings)
         return
     budget = min(max_prompt_tokens, generator.context_length - max_new_tokens)
-    messages = answer_messages(question, passages, templates, generator.count_tokens, budget)
+    # The support check excuses words that restate the question, so it must see the question
+    # the model saw: 20,000 characters of it would excuse almost any sentence.
+    shown = fit_question(question, templates, generator.count_tokens, budget)
+    messages = answer_messages(shown, passages, templates, generator.count_tokens, budget)
     final: Generation | None = None
     for piece in generator.stream(messages, max_new_tokens, temperature, stop_penalty):
         if isinstance(piece, Generation):
@@ -79,7 +94,7 @@ def stream_answer(
         else:
             yield piece
     assert final is not None
-    checked = check_answer(final.text, passages, question=question)
+    checked = check_answer(final.text, passages, question=shown)
     timings["prefill"] = final.prefill_seconds
     timings["generation"] = final.generation_seconds
     timings["total"] = timings.get("retrieval", 0.0) + time.perf_counter() - started
@@ -100,7 +115,16 @@ def stream_answer(
 def standalone_question(
     previous: str, question: str, generator: Generator, templates: Templates
 ) -> str:
-    """Rewrite a follow-up into a question that can be searched on its own."""
+    """Rewrite a follow-up into a question that can be searched on its own.
+
+    A long question is returned as it is (see :data:`REWRITE_MAX_TOKENS`); a long previous
+    question is cut to that length, which keeps its subject.
+    """
+    if not question.strip():
+        raise RagError("The question is empty.")
+    if generator.count_tokens(question) > REWRITE_MAX_TOKENS:
+        return question
+    previous = trim_to_tokens(previous, REWRITE_MAX_TOKENS, generator.count_tokens)
     reply = generator.generate(rewrite_messages(previous, question, templates), 64).text
     rewritten = reply.strip().splitlines()[0].strip().strip('"').strip() if reply.strip() else ""
     return rewritten or question
