@@ -526,3 +526,19 @@ def test_models_verify_command(copied_home: Path) -> None:
     result = runner.invoke(app, ["models", "verify", "qwen2.5-coder-0.5b"])
     assert result.exit_code == 1
     assert "nothing to verify" in result.output and "Traceback" not in result.output
+
+
+def test_weights_lacking_a_tensor_do_not_load_quietly(home_with_tiny: Path, tmp_path: Path) -> None:
+    # transformers fills a tensor missing from the file with random values and only logs it;
+    # the model would load and write nonsense. A user's own folder: reported, not rebuilt.
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(models.model_dir(TINY, home_with_tiny), folder)
+    (folder / "prepared.json").unlink()
+    tensors = load_file(folder / WEIGHTS)
+    dropped = next(name for name in tensors if ".mlp." in name)
+    del tensors[dropped]
+    save_file(tensors, folder / WEIGHTS, metadata={"format": "pt"})
+    with pytest.raises(ModelError, match=re.escape(dropped)):
+        models.load(str(folder), tmp_path / "home", progress=False)
