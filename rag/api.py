@@ -141,6 +141,7 @@ class RAG:
                 self._rebuild_derived,
                 batch_size=self.settings.batch_size,
                 max_passage_tokens=self.settings.max_passage_tokens,
+                max_file_mb=self.settings.max_file_mb,
                 console=self.console,
                 show_progress=self.settings.progress,
             )

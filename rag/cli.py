@@ -181,7 +181,7 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "batch_size", "max_passage_tokens", "max_file_mb", "progress")
+@with_settings("embedder", "batch_size", "max_passage_tokens", "max_file_mb", "progress", "wait")
 def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")

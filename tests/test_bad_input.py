@@ -473,10 +473,6 @@ def test_max_file_mb_in_the_ingest_module(tmp_path: Path, embedder: Embedder) ->
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rag/api.py RAG.ingest does not pass settings.max_file_mb to rag.ingest.ingest yet",
-)
 def test_max_file_mb_option_and_variable(
     tmp_path: Path, one_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
