@@ -22,7 +22,7 @@ def invoke(*args: str):
 def test_help_lists_every_command_with_one_line() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("ingest", "search", "info", "remove", "rebuild"):
+    for command in ("ingest", "search", "info", "remove", "rebuild", "check", "eval", "ask"):
         assert command in result.output
 
 
