@@ -44,4 +44,4 @@ bench: install
 	$(BIN)/python benchmarks/retrieval.py --distractors
 
 clean:
-	rm -rf $(VENV) $(INDEX)/rag.sqlite* $(INDEX)/vectors.faiss $(INDEX)/lexical
+	rm -rf $(VENV) $(INDEX)/rag.sqlite* $(INDEX)/derived $(INDEX)/lock

@@ -1,0 +1,81 @@
+"""Run the benchmarks, print one table, merge the figures into results/latest.json.
+
+python -m benchmarks                  # everything (about an hour on 2 cores)
+python -m benchmarks --quick          # small sizes, few repeats: a smoke run
+python -m benchmarks --only search    # one area; other figures in latest.json are kept
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+from benchmarks.common import RESULTS, BenchContext, machine
+
+# In the order they run; each is benchmarks/<name>.py with KEYS and run(ctx).
+MODULES = ("embed", "search", "answer", "quality")
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--only", nargs="+", choices=MODULES, help="run only these areas")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench"))
+    parser.add_argument("--repeats", type=int, default=None, help="runs per timed figure")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+
+    ctx = BenchContext(
+        quick=args.quick, workdir=args.workdir, repeats=args.repeats or (2 if args.quick else 5)
+    )
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results: dict[str, object] = dict(previous.get("results", {}))
+    runs: dict[str, object] = dict(previous.get("runs", {}))
+    rows: list[tuple[str, str, object]] = []
+    for name in args.only or MODULES:
+        module = load(name)
+        print(f"== {name}", flush=True)
+        started = time.perf_counter()
+        figures = module.run(ctx)
+        seconds = time.perf_counter() - started
+        # NaN (a figure that could not be measured) is stored as null: JSON has no NaN.
+        results.update(
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in figures.items()}
+        )
+        runs[name] = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+            "quick": args.quick,
+        }
+        rows += [(key, module.KEYS.get(key, ""), value) for key, value in figures.items()]
+
+    width = max(len(k) for k, _, _ in rows) if rows else 10
+    print()
+    for key, about, value in rows:
+        print(f"{key:<{width}}  {fmt(value):>12}  {about}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), "runs": runs, "results": results}
+    args.out.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
