@@ -75,6 +75,47 @@ def main() -> None:
     data = {"machine": machine(), "runs": runs, "results": results}
     args.out.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
     print(f"\nwrote {args.out}")
+    if args.out == RESULTS / "latest.json" and DOC.exists():
+        update_doc(data)
+        print(f"updated the table in {DOC}")
+
+
+DOC = RESULTS.parents[1] / "BENCHMARKS.md"
+BEGIN, END = "<!-- results: written by python -m benchmarks -->", "<!-- /results -->"
+
+
+def update_doc(data: dict[str, object]) -> None:
+    """Rewrite the table between the markers in BENCHMARKS.md from latest.json."""
+    about = {key: text for name in MODULES for key, text in load(name).KEYS.items()}
+    results = data["results"]
+    runs = data["runs"]
+    assert isinstance(results, dict) and isinstance(runs, dict)
+    lines = [BEGIN, "", "| figure | value | what |", "|---|---:|---|"]
+    for name in MODULES:
+        for key in load(name).KEYS:
+            if key in results:
+                lines.append(f"| `{key}` | {fmt(results[key])} | {about.get(key, '')} |")
+    lines += [
+        "",
+        "Runs: "
+        + ", ".join(
+            f"{name} at {run['at']} ({run['seconds']} s{', quick' if run['quick'] else ''})"
+            for name, run in runs.items()
+            if isinstance(run, dict)
+        )
+        + ".",
+    ]
+    machine_info = data["machine"]
+    assert isinstance(machine_info, dict)
+    lines += [
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info.items()) + ".",
+        "",
+        END,
+    ]
+    text = DOC.read_text()
+    start, stop = text.index(BEGIN), text.index(END) + len(END)
+    DOC.write_text(text[:start] + "\n".join(lines) + text[stop:])
 
 
 if __name__ == "__main__":
