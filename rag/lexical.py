@@ -51,9 +51,13 @@ class LexicalIndex:
         self, retriever: bm25s.BM25 | None, ids: np.ndarray, params: BM25Params | None = None
     ) -> None:
         self.retriever = retriever
-        self.ids = ids
         self.params = params or BM25Params()
-        self._row = {int(i): r for r, i in enumerate(ids)}
+        ids = np.asarray(ids, dtype=np.int64)
+        # Rows are found by binary search over the sorted ids: a dict of a million
+        # ids would cost a second and ~100 MB on every open.
+        self._order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+        self.ids = ids
+        self._sorted = ids if self._order is None else ids[self._order]
 
     @classmethod
     def build(
@@ -107,33 +111,67 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _scores(self, query: str) -> np.ndarray:
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each passage id (-1 for an id the index does not hold)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(self._sorted) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
+        rows = at if self._order is None else self._order[at]
+        return np.where(self._sorted[at] == ids, rows, -1)
+
+    def scores(self, query: str) -> LexicalScores:
+        """BM25 scores of every passage for ``query``, computed once.
+
+        Weighted fusion reads them twice (the top ``k``, then the scores of the
+        dense candidates); computing them once halves the BM25 work of a search.
+        """
         if self.retriever is None:
-            return np.zeros(0, dtype=np.float32)
-        tokens = [t for t in tokenize([query])[0] if t in self.retriever.vocab_dict]
+            return LexicalScores(self, np.zeros(len(self.ids), dtype=np.float32))
+        vocab = self.retriever.vocab_dict
+        tokens = [vocab[t] for t in tokenize([query])[0] if t in vocab]
         if not tokens:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        return self.retriever.get_scores(tokens)
+            return LexicalScores(self, np.zeros(len(self.ids), dtype=np.float32))
+        return LexicalScores(self, self.retriever.get_scores_from_ids(tokens))
 
     def search(
         self, query: str, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given."""
-        scores = self._scores(query)
-        if len(scores) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if allowed is not None:
-            mask = np.isin(self.ids, allowed)
-            scores = np.where(mask, scores, 0.0)
-        k = min(k, int((scores > 0).sum()))
-        if k == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return self.ids[top], scores[top].astype(np.float32)
+        return self.scores(query).top(k, allowed)
 
     def scores_for(self, query: str, ids: np.ndarray) -> np.ndarray:
-        scores = self._scores(query)
-        if len(scores) == 0:
-            return np.zeros(len(ids), dtype=np.float32)
-        return np.array([scores[self._row[int(i)]] for i in ids], dtype=np.float32)
+        """BM25 scores of given passage ids (0 for ids the index does not hold)."""
+        return self.scores(query).of(ids)
+
+
+@dataclass(frozen=True)
+class LexicalScores:
+    """The BM25 score of every passage (one row each) for one query."""
+
+    index: LexicalIndex
+    values: np.ndarray
+
+    def top(self, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given."""
+        if allowed is None:
+            # Only passages holding a query word can score: rank those, not every row.
+            rows = np.flatnonzero(self.values > 0)
+        else:
+            rows = self.index.rows(allowed)
+            rows = rows[rows >= 0]
+            rows = rows[self.values[rows] > 0]
+        k = min(k, len(rows))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = self.values[rows]
+        if k < len(rows):
+            best = np.argpartition(-scores, k - 1)[:k]
+            rows, scores = rows[best], scores[best]
+        order = np.lexsort((self.index.ids[rows], -scores))
+        return self.index.ids[rows[order]], scores[order].astype(np.float32)
+
+    def of(self, ids: np.ndarray) -> np.ndarray:
+        """Scores of given passage ids (0 for ids the index does not hold)."""
+        rows = self.index.rows(ids)
+        return np.where(rows >= 0, self.values[np.maximum(rows, 0)], 0.0).astype(np.float32)

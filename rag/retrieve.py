@@ -85,12 +85,13 @@ class Retriever:
         dense_ids, dense_scores = self.vectors.search(vector, n, allowed)
         if options.fusion == "dense":
             return {int(i): float(s) for i, s in zip(dense_ids, dense_scores, strict=True)}
-        lexical_ids, _ = self.lexical.search(query, n, allowed)
+        lexical = self.lexical.scores(query)
+        lexical_ids, _ = lexical.top(n, allowed)
         if options.fusion == "rrf":
             return rrf([dense_ids, lexical_ids], options.rrf_k)
         ids = np.unique(np.concatenate([dense_ids, lexical_ids]))
         dense_all = self.vectors.scores_for(vector, ids)
-        lexical_all = self.lexical.scores_for(query, ids)
+        lexical_all = lexical.of(ids)
         return weighted(ids, dense_all, lexical_all, options.dense_weight)
 
     def search(
