@@ -21,10 +21,10 @@ from rag.errors import EmbedderMismatch, EmptyIndex, IndexBusy, RagError
 from rag.index import (
     VECTORS_FILE,
     Derived,
-    VectorIndex,
     build_derived,
     load_published,
     published_generation,
+    published_kind,
 )
 from rag.lexical import BM25Params, LexicalIndex
 from rag.lock import IndexLock
@@ -345,7 +345,7 @@ class RAG:
             embedder=self.store.get_meta("embedder_name"),
             embedder_dimension=int(dimension) if dimension else None,
             embedder_fingerprint=self.store.get_meta("embedder_fingerprint"),
-            vector_index=f"{VectorIndex.kind} ({VECTORS_FILE})",
+            vector_index=f"{published_kind(self.store)} ({VECTORS_FILE})",
             lexical_index=LexicalIndex.kind,
             size_bytes=size,
         )
