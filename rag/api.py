@@ -316,7 +316,7 @@ class RAG:
         """
         if not question.strip():
             raise RagError("The question is empty.")
-        if self.store.stats().passages == 0:
+        if not self.store.has_passages():
             raise EmptyIndex(
                 f"The index in {self.folder} has no articles yet: add some with "
                 f"`rag ingest PATH --index {self.folder}` (or RAG.ingest)."

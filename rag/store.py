@@ -456,6 +456,11 @@ class Store:
             vectors[i] = np.frombuffer(blob, dtype=np.float32)
         return ids, vectors
 
+    def has_passages(self) -> bool:
+        """Whether anything is searchable: one row looked up, where stats() counts them all
+        (20 ms at 100k passages, on every search)."""
+        return self.db.execute("SELECT EXISTS (SELECT 1 FROM passages)").fetchone()[0] == 1
+
     def stats(self) -> Stats:
         def count(table: str) -> int:
             return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
