@@ -138,7 +138,20 @@ class LexicalIndex:
         tokens = [vocab[t] for t in tokenize([query])[0] if t in vocab]
         if not tokens:
             return LexicalScores(self, np.zeros(len(self.ids), dtype=np.float32))
-        return LexicalScores(self, self.retriever.get_scores_from_ids(tokens))
+        return LexicalScores(self, self.retriever.get_scores_from_ids(tokens), tuple(tokens))
+
+    def holding_rarest(self, tokens: tuple[int, ...], k: int) -> np.ndarray | None:
+        """Rows of at least ``k`` documents holding the rarest of ``tokens`` (None: fewer
+        than ``k`` documents hold any)."""
+        if self.retriever is None:
+            return None
+        indptr, indices = self.retriever.scores["indptr"], self.retriever.scores["indices"]
+        found = np.zeros(0, dtype=indices.dtype)
+        for token in sorted(set(tokens), key=lambda t: indptr[t + 1] - indptr[t]):
+            found = np.union1d(found, indices[indptr[token] : indptr[token + 1]])
+            if len(found) >= k:
+                return found
+        return None
 
     def search(
         self, query: str, k: int, allowed: np.ndarray | None = None
@@ -157,25 +170,45 @@ class LexicalScores:
 
     index: LexicalIndex
     values: np.ndarray
+    tokens: tuple[int, ...] = ()
+    """The query's token ids, to find the top k without ranking every scored row."""
 
     def top(self, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given."""
+        """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given.
+
+        Equal scores are ordered by passage id, so the result never depends on how
+        the top k was selected.
+        """
         if allowed is None:
-            # Only passages holding a query word can score: rank those, not every row.
-            rows = np.flatnonzero(self.values > 0)
+            rows = self._contenders(k)
         else:
             rows = self.index.rows(allowed)
             rows = rows[rows >= 0]
             rows = rows[self.values[rows] > 0]
-        k = min(k, len(rows))
-        if k <= 0:
+        if k <= 0 or len(rows) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         scores = self.values[rows]
         if k < len(rows):
-            best = np.argpartition(-scores, k - 1)[:k]
-            rows, scores = rows[best], scores[best]
-        order = np.lexsort((self.index.ids[rows], -scores))
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= kth  # the k best and every row tied with the k-th
+            rows, scores = rows[keep], scores[keep]
+        order = np.lexsort((self.index.ids[rows], -scores))[:k]
         return self.index.ids[rows[order]], scores[order].astype(np.float32)
+
+    def _contenders(self, k: int) -> np.ndarray:
+        """Rows that may be among the top ``k``: every row scoring at least the k-th best
+        score among the documents holding the query's rarest words.
+
+        The top k must score that much, and few other rows do. At 1M passages a
+        median SQuAD question has a word in ~230k rows; ranking them all took 2.6-5
+        ms, this 0.5 ms, for the same top 100 (benchmarks/search.py collections).
+        """
+        rare = self.index.holding_rarest(self.tokens, k) if k > 0 else None
+        if rare is None:
+            return np.flatnonzero(self.values > 0)
+        scores = self.values[rare]
+        threshold = np.partition(scores, len(scores) - k)[len(scores) - k]
+        return np.flatnonzero(self.values >= threshold)
 
     def of(self, ids: np.ndarray) -> np.ndarray:
         """Scores of given passage ids (0 for ids the index does not hold)."""

@@ -17,7 +17,7 @@ from conftest import QUESTION, SHARED
 from rag import RAG
 from rag import index as index_mod
 from rag.index import VectorIndex, ivf_lists, ivf_probes
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import LexicalIndex, LexicalScores, tokenize
 
 SQUAD = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
 
@@ -153,3 +153,19 @@ def test_bm25_scores_match_bm25s_and_are_read_twice(tmp_path: Path) -> None:
     again = LexicalIndex.load(tmp_path / "lex")
     assert np.array_equal(again.search(query, 2)[0], top_ids)
     assert np.allclose(again.scores_for(query, np.array([9])), [expected[1]])
+
+
+def test_bm25_top_k_from_the_rarest_words_equals_ranking_every_row() -> None:
+    if not SQUAD.exists():
+        pytest.skip("../shared/data/squad is not beside the checkout")
+    data = json.loads(SQUAD.read_text())["data"]
+    texts = [p["context"] for a in data for p in a["paragraphs"]][:400]
+    questions = [q["question"] for a in data for p in a["paragraphs"] for q in p["qas"]][:60]
+    index = LexicalIndex.build(_ids(len(texts)), texts)
+    for question in questions:
+        scores = index.scores(question)
+        every_row = LexicalScores(index, scores.values)  # no tokens: ranks all scored rows
+        for k in (1, 10, 100):
+            found, found_scores = scores.top(k)
+            expected, expected_scores = every_row.top(k)
+            assert np.array_equal(found, expected) and np.array_equal(found_scores, expected_scores)
