@@ -62,6 +62,7 @@ __all__ = [
     "Chunk",
     "ModelError",
     "Preset",
+    "gguf_file",
     "is_prepared",
     "list_presets",
     "load",
@@ -683,6 +684,80 @@ def _check_hashes(preset: Preset, digests: list[str]) -> None:
     bad = [c for c, d in zip(preset.chunks, digests, strict=True) if d != c.sha256]
     if bad:
         raise _damaged(preset, bad, "does not match its published SHA-256")
+
+
+def gguf_file(name_or_path: str, home: Path, progress: bool = True) -> Path:
+    """The verified GGUF file of a preset (or a given ``.gguf`` path), for runtimes that read GGUF.
+
+    llama.cpp reads the quantized file itself, so it needs the joined GGUF that :func:`prepare`
+    deletes after converting. A single-chunk preset is its own file: verified in place, nothing
+    copied. A multi-chunk preset is joined once into ``home/gguf/<filename>`` while each chunk's
+    SHA-256 is checked, then the whole file's hash is checked against the publisher's; a sidecar
+    ``<filename>.json`` records its size, hash and time stamps, so later starts only stat it and
+    hash it again when it was written since (as prepared folders are checked, see
+    :func:`_rehash`). A ``.gguf`` path is the user's own file and is returned as it is.
+    """
+    preset = PRESETS.get(name_or_path)
+    if preset is None:
+        path = Path(name_or_path).expanduser()
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return path
+        presets = ", ".join(PRESETS)
+        raise ModelError(
+            f"No GGUF file for {name_or_path!r}: give a preset ({presets}) or a .gguf file "
+            f"(a transformers model folder cannot be read by llama.cpp)."
+        )
+    paths = preset.chunk_paths()
+    _check_sizes(preset, paths)
+    if len(paths) == 1:
+        _check_hashes(
+            preset, _hash_chunks(paths, None, preset.size, f"Verifying {preset.name}", progress)
+        )
+        return paths[0]
+    folder = Path(home).expanduser() / "gguf"
+    target = folder / preset.filename
+    record = folder / f"{preset.filename}.json"
+    if target.is_file():
+        try:
+            seen = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            seen = {}
+        if (
+            isinstance(seen, dict)
+            and seen.get("sha256") == preset.sha256
+            and target.stat().st_size == preset.size
+            and (
+                seen.get("stamp") == _stamp(target)
+                or _hash_file(target, f"Checking {preset.filename}", progress) == preset.sha256
+            )
+        ):
+            if seen.get("stamp") != _stamp(target):
+                _write_json(record, {**seen, "stamp": _stamp(target)})
+            return target
+        log.warning("The joined GGUF %s is damaged or unverified; joining it again.", target)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{preset.filename}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with _disk_space_hint(home, preset.name, preset.size):
+            digests = _hash_chunks(
+                paths, partial, preset.size, f"Assembling {preset.name}", progress
+            )
+            _check_hashes(preset, digests)
+            whole = _hash_file(partial, f"Verifying {preset.filename}", progress)
+            if whole != preset.sha256:  # chunks that match but join wrong: a bug, not a bad install
+                raise ModelError(f"The joined {preset.filename} does not match its SHA-256.")
+            os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    _write_json(record, {"sha256": preset.sha256, "size": preset.size, "stamp": _stamp(target)})
+    return target
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a small JSON file atomically (a reader never sees half of it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _damaged(preset: Preset, bad: list[Chunk], what: str) -> ModelError:
