@@ -356,17 +356,22 @@ class RAG:
         """The answering model, prepared (first time only) and loaded on first use."""
         if self._generator is None:
             from rag import models
-            from rag.generate import Generator
+            from rag.generate import load_generator
 
             # Preparing (first use only) shows its own progress; loading gets a status line.
-            models.prepare(self.settings.model, self.settings.home, self.settings.progress)
+            # llama.cpp reads the joined GGUF itself; transformers reads the converted folder.
+            if self.settings.backend == "llama.cpp":
+                models.gguf_file(self.settings.model, self.settings.home, self.settings.progress)
+            else:
+                models.prepare(self.settings.model, self.settings.home, self.settings.progress)
             started = time.perf_counter()
             label = self.settings.model
             status = self.console.status(f"Loading the model {label}…")
             with status if self.settings.progress else nullcontext():
-                self._generator = Generator(
+                self._generator = load_generator(
                     self.settings.model,
                     self.settings.home,
+                    backend=self.settings.backend,
                     progress=False,
                     threads=self.settings.threads,
                 )

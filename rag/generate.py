@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from rag import models
 from rag.models import ModelError
 
-__all__ = ["MAX_CONTEXT", "Generation", "Generator"]
+__all__ = ["MAX_CONTEXT", "ChatModel", "Generation", "Generator", "load_generator"]
 
 # The Qwen2.5 models declare 32k positions, but on 2 CPU cores a prompt that long takes minutes to
 # read (about 120 tokens/s for the 1.5B) and attention cost grows with it; 8k is already far more
@@ -217,6 +217,57 @@ class Generator:
                 final = item
         assert final is not None  # stream always ends with one
         return final
+
+
+class ChatModel(Protocol):
+    """What rag.answer and rag.api use of a generator; each backend implements all of it."""
+
+    name: str
+    context_length: int
+    stop_token_ids: list[int]
+    load_seconds: float
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str: ...
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        stop_penalty: float = 0.0,
+    ) -> Iterator[str | Generation]: ...
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        stop_penalty: float = 0.0,
+    ) -> Generation: ...
+
+
+def load_generator(
+    name_or_path: str,
+    home: Path,
+    backend: Literal["transformers", "llama.cpp"] = "transformers",
+    progress: bool = True,
+    threads: int | None = None,
+) -> ChatModel:
+    """Load the model with the chosen backend (the ``backend`` setting).
+
+    transformers is the default because it works after the plain install; llama.cpp needs
+    llama-cpp-python compiled (:mod:`rag.generate_llamacpp` says why it is worth it). Imported
+    only when chosen, so neither backend's libraries load for the other.
+    """
+    if backend == "llama.cpp":
+        from rag.generate_llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(name_or_path, home, progress=progress, threads=threads)
+    if backend == "transformers":
+        return Generator(name_or_path, home, progress=progress, threads=threads)
+    raise ValueError(f"Unknown backend {backend!r}: 'transformers' or 'llama.cpp'.")
 
 
 def _timed_streamer(tokenizer: Any) -> Any:

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
             "a local Hugging Face model folder, or a .gguf file."
         ),
     )
+    backend: Literal["transformers", "llama.cpp"] = Field(
+        default="transformers",
+        description=(
+            "What runs the model: 'transformers' (bf16, converted once from the GGUF; works "
+            "after a plain install) or 'llama.cpp' (the GGUF's own quantized weights through "
+            "llama-cpp-python: faster on a CPU and about half the memory; needs "
+            "pip install 'rag-news[bench]', which compiles it)."
+        ),
+    )
     passages: int = Field(
         default=5, ge=1, le=20, description="Number of paragraphs given to the model."
     )
