@@ -356,9 +356,12 @@ class Store:
             clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) <= ?")
             params.append(until[:10])
         where = " AND ".join(clauses) or "1"
+        # CROSS JOIN fixes the order: filter the articles first, then walk down to their
+        # passages by index. Left to itself SQLite scanned every passage and looked up its
+        # article: 0.7 s per filtered search at 1M passages, 0.06 s this way.
         rows = self.db.execute(
-            "SELECT p.id FROM passages p JOIN paragraphs g ON g.id = p.paragraph_id "
-            f"JOIN articles a ON a.id = g.article_id WHERE {where}",
+            "SELECT p.id FROM articles a CROSS JOIN paragraphs g ON g.article_id = a.id "
+            f"CROSS JOIN passages p ON p.paragraph_id = g.id WHERE {where}",
             params,
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
