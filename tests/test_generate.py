@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rag import models
-from rag.generate import MAX_CONTEXT, Generation, Generator
+from rag.generate import MAX_CONTEXT, Generation, Generator, load_generator
 from rag.models import ModelError
 
 TINY = "smollm2-135m"
@@ -117,6 +117,14 @@ def test_reply_is_clamped_to_the_context_left(
     prompt_tokens = tiny.count_tokens(tiny.chat_prompt(STORY))
     monkeypatch.setattr(tiny, "context_length", prompt_tokens + 3)
     assert tiny.generate(STORY, max_new_tokens=50).new_tokens <= 3
+
+
+def test_load_generator_picks_the_backend(tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.getbasetemp() / "rag-home-tiny"
+    generator = load_generator(TINY, home, backend="transformers", progress=False)
+    assert isinstance(generator, Generator)
+    with pytest.raises(ValueError, match="backend"):
+        load_generator(TINY, home, backend="onnx", progress=False)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
