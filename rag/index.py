@@ -29,26 +29,26 @@ from rag.store import Store
 # index (IndexIVFFlat) compares the query with the vectors of the lists nearest it.
 # Measured on 2 busy cores (benchmarks/search.py: real MiniLM vectors of SQuAD and BBC
 # passages plus near-duplicates, SQuAD questions as queries, one thread per query): an
-# exact query costs ~10 ms at 100k vectors and ~130 ms at 1M, so ~5 ms here; IVF
-# answers in 0.5-2 ms at 100k and 1M with recall@10 0.98-0.99 against exact search.
+# exact query costs ~10 ms at 100k vectors and ~130 ms at 1M, so ~5 ms here; IVF answers
+# in ~0.6 ms at 100k and ~5 ms at 1M, recall@10 against exact search 0.981 and 0.992.
 # HNSW (M=32, efConstruction=40) was measured too and rejected: at 100k it needed
 # efSearch=256 for recall@10 0.972 (0.64 ms) where IVF gives 0.981 in 0.54 ms, its build
 # took 42 s against IVF's 18 s, and a filter (IDSelector) makes its graph walk miss.
 EXACT_MAX_VECTORS = 50_000
 # IVF lists: about 4 * sqrt(n), a power of two (1,024 at 100k, 4,096 at 1M). At 1M,
 # 2,048 lists searched by 32 gave recall@10 0.961; 4,096 searched by 32 gave 0.988
-# with fewer vectors compared.
+# while comparing half as many vectors.
 IVF_LISTS_PER_SQRT = 4
 # Lists searched per query: 2 * sqrt(lists), at least 16 (64 of 1,024, 128 of 4,096).
-# Recall@10 (@100) measured: 100k, 64 of 1,024 lists: 0.981 (0.972), 0.5 ms; 1M, 128 of
-# 4,096: 0.995 (0.995), 2-15 ms (busy machine), 64 of 4,096: 0.993 in 2 ms. Real
-# passages without near-duplicates spread their neighbours over more lists: on the
-# 11k real ones with 256 lists, 32 searched give 0.970 (16: 0.940), hence the margin.
+# Recall@10 (@100): 100k, 64 of 1,024 lists, 0.981 (0.972); 1M, 128 of 4,096, 0.992
+# (0.993). Half as many lists at 1M gave 0.993 in a trial with longer k-means training,
+# but real passages without near-duplicates spread their neighbours over more lists:
+# on the 12k real ones alone (256 lists), 32 searched give 0.966 and 16 give 0.940.
 IVF_PROBES_PER_SQRT = 2
 IVF_MIN_PROBES = 16
 # k-means training: 39 vectors per list (faiss's minimum) and 5 iterations; measured at
 # 100k with 1,024 lists, recall@10 0.983 against 0.979 for 64 vectors x 10 iterations, in
-# a third of the time (5.5 s against 17 s).
+# a third of the time (5.5 s against 17 s). Building the 1M index takes ~140 s.
 IVF_TRAIN_PER_LIST = 39
 IVF_TRAIN_ITERATIONS = 5
 
