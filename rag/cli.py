@@ -370,6 +370,7 @@ ANSWER_SETTINGS = (
     "stop_penalty",
     "prompts_dir",
     "embedder",
+    "backend",
 )
 _WORD_RE = re.compile(r"[$€£]?\d[\d,.]*%?|[A-Za-z][\w'’-]{3,}")
 
