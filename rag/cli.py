@@ -571,7 +571,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 @app.command("eval")
 @friendly_errors
-@with_settings("fusion", "dense_weight", "passages", "embedder", "progress", *ANSWER_SETTINGS[:-1])
+@with_settings("fusion", "dense_weight", "passages", "progress", *ANSWER_SETTINGS)
 def eval_command(
     dataset: Annotated[
         Path,
