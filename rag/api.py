@@ -103,10 +103,22 @@ class RAG:
     def embedder(self) -> Embedder:
         """The embedder, loaded on first use and checked against the one that built the index."""
         if self._embedder is None:
-            model = Embedder(self.settings.embedder, threads=self.settings.threads)
+            model = self._new_embedder()
             self._check_embedder(model)
             self._embedder = model
         return self._embedder
+
+    def _new_embedder(self) -> Embedder:
+        """The configured embedder (model, backend, threads, export cache), loaded now."""
+        s = self.settings
+        return Embedder(
+            s.embedder,
+            threads=s.threads,
+            backend=s.embed_backend,
+            home=s.home,
+            progress=s.progress,
+            console=self.console,
+        )
 
     def _check_embedder(self, model: Embedder) -> None:
         built_with = self.store.get_meta("embedder_name")
@@ -184,7 +196,7 @@ class RAG:
         re-embed every paragraph with the configured embedder first."""
         with self._writing("rebuild"):
             if reembed:
-                model = Embedder(self.settings.embedder, threads=self.settings.threads)
+                model = self._new_embedder()
                 ingest_mod.reembed(
                     self.store,
                     model,
@@ -250,9 +262,7 @@ class RAG:
         with self._writing("check"):
             built = self.store.get_meta("embedder_name") is not None
             # The raw embedder: self.embedder would refuse a mismatch that check must report.
-            model = self._embedder or (
-                Embedder(self.settings.embedder, threads=self.settings.threads) if built else None
-            )
+            model = self._embedder or (self._new_embedder() if built else None)
             info = model.info if model else None
             report = CheckReport(
                 str(self.folder.resolve()), run_checks(self.store, self.folder, self._bm25(), info)
