@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -17,6 +18,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,6 +61,38 @@ IndexOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class LogLevel(StrEnum):
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+@app.callback()
+def configure(
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            envvar="RAG_LOG_LEVEL",
+            case_sensitive=False,
+            help=(
+                "How much rag reports on stderr about its work: 'info' names each stage "
+                "(files found, each group embedded and committed, indexes published), "
+                "'debug' adds detail; other libraries' messages stay quiet."
+            ),
+        ),
+    ] = LogLevel.warning,
+) -> None:
+    """Ask questions about news articles and get answers that cite their paragraphs."""
+    logger = logging.getLogger("rag")
+    if not any(getattr(h, "rag_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        handler.rag_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(log_level.value.upper())
 
 
 def _option_for(name: str) -> inspect.Parameter:

@@ -10,6 +10,7 @@ finished and the next run picks up the rest.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 import time
@@ -50,6 +51,8 @@ from rag.types import Document, FileFailure, IngestReport
 COMMIT_EVERY = 512
 MAX_FILE_MB: float = Settings.model_fields["max_file_mb"].default
 _MB = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -237,6 +240,7 @@ def ingest(
     console = console or Console(stderr=True)
     with progress_bar(console, show_progress) as progress:
         changes = scan(paths, store, report, progress, max_file_mb=max_file_mb)
+        log.info("%d files to add, update or remove", len(changes))
         if changes:
             model = embedder()
             limit = min(max_passage_tokens, model.max_tokens)
@@ -247,8 +251,10 @@ def ingest(
                 ]
             _embed_and_write(changes, store, model, batch_size, report, progress)
     if changes:
+        log.info("building the search indexes")
         with console.status("Building the search indexes…") if show_progress else nullcontext():
             rebuild()
+        log.info("search indexes published")
     report.seconds = time.perf_counter() - started
     return report
 
@@ -272,6 +278,7 @@ def _embed_and_write(
     task = progress.add_task("Embedding", total=len(missing))
     group: list[FileChange] = []
     group_hashes: list[str] = []
+    number = 0
     for index, change in enumerate(changes):
         group.append(change)
         for pieces in change.pieces:
@@ -283,6 +290,10 @@ def _embed_and_write(
                         group_hashes.append(digest)
         if len(group_hashes) < COMMIT_EVERY and index < len(changes) - 1:
             continue
+        number += 1
+        log.info(
+            "group %d: embedding %d passages of %d files", number, len(group_hashes), len(group)
+        )
         vectors = _embed(model, [texts_of[h] for h in group_hashes], batch_size, progress, task)
         with store.transaction():
             store.put_embeddings(group_hashes, vectors)
@@ -295,6 +306,7 @@ def _embed_and_write(
                 store.put_file(item.stored)
             store.drop_unused_embeddings()
             store.bump_generation()
+        log.info("group %d: committed", number)
         report.embedded += len(group_hashes)
         group, group_hashes = [], []
 

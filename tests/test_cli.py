@@ -71,3 +71,26 @@ def test_console_script_runs(tmp_path: Path) -> None:
     result = subprocess.run([str(rag), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert "search" in result.stdout
+
+
+def test_log_level_info_names_each_stage_of_an_ingest(tmp_path: Path, articles: Path) -> None:
+    """`--log-level info` says what an ingest is doing; the default says nothing extra."""
+    rag = Path(sys.executable).with_name("rag")
+    index = str(tmp_path / "index")
+    command = [str(rag), "--log-level", "info", "ingest", str(articles), "--index", index]
+    result = subprocess.run(
+        [*command, "--no-progress"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    stages = ["4 files to add", "group 1: embedding", "group 1: committed", "published"]
+    positions = [result.stderr.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), result.stderr
+    (articles_copy := tmp_path / "more").mkdir()
+    (articles_copy / "a.txt").write_text("A title\n\nOne paragraph about the weather.\n")
+    quiet = subprocess.run(
+        [str(rag), "ingest", str(articles_copy), "--index", index, "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert quiet.returncode == 0 and "group 1" not in quiet.stderr, quiet.stderr

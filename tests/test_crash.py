@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,42 @@ def start_ingest(folder: Path, index: Path, *extra: str) -> subprocess.Popen[str
         text=True,
         env=env,
     )
+
+
+class LoggedIngest:
+    """A ``rag --log-level info ingest`` whose stage messages are read as they come.
+
+    Killing on what the process says it is doing (not after a guessed delay) keeps the
+    kill moments right however fast the machine embeds.
+    """
+
+    def __init__(self, folder: Path, index: Path) -> None:
+        env = dict(os.environ, RAG_PROGRESS="false", RAG_LOG_LEVEL="info")
+        self.process = subprocess.Popen(
+            [RAG_COMMAND, "ingest", str(folder), "--index", str(index)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.started = time.monotonic()
+        self.lines: list[tuple[float, str]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def said(self, text: str, after: float = 0.0) -> bool:
+        """Whether a line containing ``text`` was printed at least ``after`` seconds ago."""
+        now = time.monotonic()
+        return any(text in line and now - when >= after for when, line in self.lines)
+
+    def wait(self) -> None:
+        self.process.wait(timeout=STEP_TIMEOUT_S)
+        self._reader.join(timeout=STEP_TIMEOUT_S)
 
 
 def generation(index: Path) -> int:
@@ -107,47 +144,47 @@ def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path: Path, bbc_
     corpus = bbc_part(bbc_dir, tmp_path / "bbc", per_category=100)
     files = sum(1 for _ in corpus.rglob("*.txt"))
     index = tmp_path / "index"
-    base = generation(index)
 
-    def files_done() -> int:
-        if not (index / "rag.sqlite").exists():
-            return 0
-        db = sqlite3.connect(index / "rag.sqlite", timeout=60)
-        try:
-            return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-        finally:
-            db.close()
-
-    started: dict[str, float] = {}
-
-    def after_a_commit(delay: float) -> Callable[[], bool]:
-        def condition() -> bool:
-            if "commit" not in started and generation(index) > base:
-                started["commit"] = time.monotonic()
-            return "commit" in started and time.monotonic() - started["commit"] >= delay
-
-        return condition
-
-    moments: list[tuple[str, Callable[[], bool]]] = [
-        ("while starting up", lambda: time.monotonic() - started["t"] > 1.0),
-        ("while embedding the first group", lambda: time.monotonic() - started["t"] > 12.0),
-        ("just after a group was committed", after_a_commit(0.0)),
-        ("in the middle of the next group", after_a_commit(3.0)),
+    # Each moment: what the process must have said (and how long ago) to be killed, and
+    # what it must not have said yet, which shows the kill landed inside that stage. A
+    # group of 512 passages takes seconds to embed, so 0.3 s after "embedding" is inside it.
+    moments: list[tuple[str, Callable[[LoggedIngest], bool], str]] = [
+        (
+            "while starting up",
+            lambda run: time.monotonic() - run.started > 0.5,
+            "group 1: committed",
+        ),
+        (
+            "while embedding the first group",
+            lambda run: run.said("group 1: embedding", 0.3),
+            "group 1: committed",
+        ),
+        (
+            "just after a group was committed",
+            lambda run: run.said("group 1: committed"),
+            "group 2: committed",
+        ),
+        (
+            "in the middle of the next group",
+            lambda run: run.said("group 2: embedding", 0.3),
+            "group 2: committed",
+        ),
         # Every file is committed: the process is building the FAISS and BM25 indexes.
-        ("after the last commit, building the indexes", lambda: files_done() == files),
+        (
+            "after the last commit, building the indexes",
+            lambda run: run.said("building the search indexes"),
+            "search indexes published",
+        ),
     ]
     log = []
-    for moment, condition in moments:
-        base = generation(index)
-        started.clear()
-        started["t"] = time.monotonic()
-        process = start_ingest(corpus, index)
-        reached = wait_for(condition, process)
+    for moment, condition, not_yet in moments:
+        run = LoggedIngest(corpus, index)
+        reached = wait_for(lambda run=run, condition=condition: condition(run), run.process)
         if reached:
-            process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=STEP_TIMEOUT_S)
+            run.process.send_signal(signal.SIGKILL)
+        run.wait()
+        said = [line for _, line in run.lines]
+        assert not any(not_yet in line for line in said), (moment, said)
         with RAG(index, progress=False) as rag:
             stats = rag.store.stats()
             report = rag.check()
@@ -203,15 +240,23 @@ def test_reading_while_another_process_ingests(
     # Wait until the writer holds the lock and has committed something.
     assert wait_for(lambda: generation(index) >= 2, writer), writer.communicate()
 
-    second = start_ingest(old, index)
-    _, busy = second.communicate(timeout=STEP_TIMEOUT_S)
-    assert second.returncode == 1 and "busy" in busy, busy
-    assert writer.poll() is None  # the second one failed at once, not after the first
+    # Pausing the writer (SIGSTOP) keeps it mid-ingest, holding the lock, however fast this
+    # machine embeds: the checks below must happen while it is still writing.
+    writer.send_signal(signal.SIGSTOP)
+    try:
+        second = start_ingest(old, index)
+        _, busy = second.communicate(timeout=STEP_TIMEOUT_S)
+        assert second.returncode == 1 and "busy" in busy, busy
+    except BaseException:
+        writer.send_signal(signal.SIGCONT)
+        raise
     waiting = start_ingest(old, index, "--wait", str(STEP_TIMEOUT_S))
 
     searches, answers = 0, 0
     seen: list[tuple[int | None, set[str]]] = []  # (generation searched, sources found)
-    while writer.poll() is None:
+
+    def read() -> None:
+        nonlocal searches, answers
         fresh = RAG(index, progress=False)
         for rag in (reader, fresh):
             hits = rag.search(QUESTION, k=5)
@@ -226,6 +271,13 @@ def test_reading_while_another_process_ingests(
             answer = reader.ask(QUESTION)
             assert answer.text
             answers += 1
+
+    try:
+        read()  # while the writer is paused mid-ingest
+    finally:
+        writer.send_signal(signal.SIGCONT)
+    while writer.poll() is None:
+        read()
     _, stderr = writer.communicate()
     assert writer.returncode == 0, stderr
     _, stderr = waiting.communicate(timeout=STEP_TIMEOUT_S)
