@@ -56,6 +56,11 @@ class CheckReport:
         }
 
 
+def _nonzero(*counted: tuple[int, str]) -> list[str]:
+    """The descriptions whose count is not zero: the problems found, in order."""
+    return [text for count, text in counted if count]
+
+
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
@@ -72,13 +77,11 @@ def check_passages(store: Store) -> Check:
     bare = len(store.paragraphs_without_passages())
     unembedded = len(store.passages_without_embedding())
     unused = store.count_unused_embeddings()
-    problems = []
-    if bare:
-        problems.append(f"{_plural(bare, 'paragraph')} without passages")
-    if unembedded:
-        problems.append(f"{_plural(unembedded, 'passage text')} without an embedding")
-    if unused:
-        problems.append(f"{_plural(unused, 'embedding')} no passage uses")
+    problems = _nonzero(
+        (bare, f"{_plural(bare, 'paragraph')} without passages"),
+        (unembedded, f"{_plural(unembedded, 'passage text')} without an embedding"),
+        (unused, f"{_plural(unused, 'embedding')} no passage uses"),
+    )
     stats = store.stats()
     if problems:
         return Check("passages", False, "; ".join(problems))
@@ -132,15 +135,13 @@ def _compare_ids(name: str, found: np.ndarray, expected: np.ndarray, what: str) 
     duplicates = len(found) - len(unique)
     missing = np.setdiff1d(expected, unique).size
     extra = np.setdiff1d(unique, expected).size
-    if duplicates or missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"{_plural(missing, 'passage')} missing")
-        if extra:
-            parts.append(f"{_plural(extra, 'entry', 'entries')} for no stored passage")
-        if duplicates:
-            parts.append(f"{_plural(duplicates, 'passage')} twice")
-        return Check(name, False, "; ".join(parts))
+    problems = _nonzero(
+        (missing, f"{_plural(missing, 'passage')} missing"),
+        (extra, f"{_plural(extra, 'entry', 'entries')} for no stored passage"),
+        (duplicates, f"{_plural(duplicates, 'passage')} twice"),
+    )
+    if problems:
+        return Check(name, False, "; ".join(problems))
     return Check(name, True, f"one {what} for each of the {_plural(len(expected), 'passage')}")
 
 

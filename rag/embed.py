@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rag.errors import RagError
+from rag.feedback import timed_status
 from rag.settings import DEFAULT_EMBEDDER
 
 if TYPE_CHECKING:
@@ -414,7 +415,7 @@ def prepare_onnx(
             )
             _discard(folder)
         label = f"Exporting the embedder {name} to int8 ONNX (once)"
-        with _status(label, progress, console):
+        with timed_status(label, progress, console):
             export_onnx(source, folder)
     manifest, problem = inspect_onnx(folder)
     if manifest is None:
@@ -607,34 +608,6 @@ def _discard(folder: Path) -> None:
     except FileNotFoundError:
         return
     shutil.rmtree(aside, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _status(label: str, enabled: bool, console: Console | None) -> Iterator[None]:
-    """A spinner line with the seconds elapsed, then one line saying it is done."""
-    if not enabled:
-        yield
-        return
-    if console is None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    started = time.perf_counter()
-    done = threading.Event()
-    with console.status(f"{label}…") as status:
-
-        def tick() -> None:
-            while not done.wait(1.0):
-                status.update(f"{label}… {time.perf_counter() - started:.0f} s")
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            ticker.join()
-    console.print(f"{label}: done in {time.perf_counter() - started:.1f} s")
 
 
 __all__ = [

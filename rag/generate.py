@@ -53,6 +53,16 @@ class Generation:
         return (self.new_tokens - 1) / self.generation_seconds
 
 
+def drain(stream: Iterator[str | Generation]) -> Generation:
+    """The final :class:`Generation` of a backend's ``stream``, its text pieces consumed."""
+    final: Generation | None = None
+    for item in stream:
+        if isinstance(item, Generation):
+            final = item
+    assert final is not None  # every stream ends with one
+    return final
+
+
 class Generator:
     """A loaded chat model that turns messages into replies.
 
@@ -211,12 +221,7 @@ class Generator:
         stop_penalty: float = 0.0,
     ) -> Generation:
         """The whole reply at once (same as draining :meth:`stream`)."""
-        final: Generation | None = None
-        for item in self.stream(messages, max_new_tokens, temperature, stop_penalty):
-            if isinstance(item, Generation):
-                final = item
-        assert final is not None  # stream always ends with one
-        return final
+        return drain(self.stream(messages, max_new_tokens, temperature, stop_penalty))
 
 
 class ChatModel(Protocol):

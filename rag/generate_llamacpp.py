@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag import models
-from rag.generate import MAX_CONTEXT, Generation
+from rag.generate import MAX_CONTEXT, Generation, drain
 from rag.models import ModelError
 
 if TYPE_CHECKING:
@@ -324,12 +324,7 @@ class LlamaCppGenerator:
         stop_penalty: float = 0.0,
     ) -> Generation:
         """The whole reply at once (same as draining :meth:`stream`)."""
-        final: Generation | None = None
-        for item in self.stream(messages, max_new_tokens, temperature, stop_penalty):
-            if isinstance(item, Generation):
-                final = item
-        assert final is not None  # stream always ends with one
-        return final
+        return drain(self.stream(messages, max_new_tokens, temperature, stop_penalty))
 
 
 def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:

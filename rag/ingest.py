@@ -21,17 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from rag.embed import Embedder
+from rag.feedback import progress_bar
 from rag.parsers import (
     NOT_A_REGULAR_FILE,
     UnsupportedFile,
@@ -64,20 +57,6 @@ class FileChange:
     delete: list[str] = field(default_factory=list)
     pieces: list[list[list[str]]] = field(default_factory=list)
     """Per written document, per paragraph, its passages."""
-
-
-def progress_bar(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
 
 
 def file_hash(data: bytes) -> str:

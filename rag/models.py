@@ -29,15 +29,15 @@ import logging
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rag.errors import RagError
+from rag.feedback import byte_progress, timed_status
 from rag.quiet import quiet_transformers
 
 # Loading must never try a model hub: these machines have no route to one, and a silent download
@@ -773,7 +773,7 @@ def _hash_chunks(
 ) -> list[str]:
     """SHA-256 of each file, streamed; when ``out`` is given the files are also joined into it."""
     digests: list[str] = []
-    with _byte_progress(label, total, progress) as advance, contextlib.ExitStack() as stack:
+    with byte_progress(label, total, progress) as advance, contextlib.ExitStack() as stack:
         sink = stack.enter_context(open(out, "wb")) if out is not None else None
         for path in paths:
             digest = hashlib.sha256()
@@ -798,7 +798,7 @@ def _convert_into_place(
     SHA-256 and time stamps of every file), rename it to ``target``."""
     out = work / "out"
     started = time.perf_counter()
-    with _status(f"Converting {label} to bf16 safetensors (once)", progress):
+    with timed_status(f"Converting {label} to bf16 safetensors (once)", progress):
         _convert(gguf, out)
     import torch
     import transformers
@@ -1072,69 +1072,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-# --------------------------------------------------------------------------------------------
-# Feedback
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    # stderr: stdout stays clean for the answers and JSON the CLI prints.
-    return Console(stderr=True)
-
-
-@contextlib.contextmanager
-def _byte_progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich bar in bytes (size, speed, time left); yields a function to advance it."""
-    if not enabled:
-        yield lambda _n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=_console(), transient=False) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-@contextlib.contextmanager
-def _status(label: str, enabled: bool) -> Iterator[None]:
-    """A spinner line with the seconds elapsed, for steps that give no progress of their own."""
-    if not enabled:
-        yield
-        return
-    console = _console()
-    started = time.perf_counter()
-    done = threading.Event()
-    with console.status(f"{label}…") as status:
-
-        def tick() -> None:
-            while not done.wait(1.0):
-                status.update(f"{label}… {time.perf_counter() - started:.0f} s")
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            ticker.join()
-    console.print(f"{label}: done in {time.perf_counter() - started:.1f} s")
 
 
 def _gb(n: float) -> str:

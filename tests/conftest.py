@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from rag.models import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -53,3 +59,34 @@ def small_squad(tmp_path: Path) -> Path:
     path = tmp_path / "squad-small.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def fake_preset(folder: Path, sizes: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> Preset:
+    """A preset ``fake`` of random chunk files of ``sizes`` in ``folder``, in PRESETS for the test.
+
+    Its packages are fake-part1, fake-part2, ..., so messages that name the package to
+    reinstall can be checked.
+    """
+    from rag import models
+    from rag.models import Chunk, Preset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = hashlib.sha256()
+    chunks = []
+    for n, size in enumerate(sizes, start=1):
+        data = os.urandom(size)
+        whole.update(data)
+        path = folder / f"part{n:02d}.bin"
+        path.write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        chunks.append(Chunk(f"fake-part{n}", "1.0", f"fake_part{n}", path.name, size, sha, path))
+    preset = Preset(
+        name="fake",
+        description="small random chunks",
+        filename="fake.gguf",
+        size=sum(sizes),
+        sha256=whole.hexdigest(),
+        chunks=tuple(chunks),
+    )
+    monkeypatch.setitem(models.PRESETS, "fake", preset)
+    return preset

@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
+from conftest import fake_preset
 
 from rag import models
 from rag.generate import Generation, Generator, load_generator
-from rag.models import Chunk, ModelError, Preset
+from rag.models import ModelError, Preset
 
 TINY = "smollm2-135m"
 QUESTION = [
@@ -39,18 +39,7 @@ needs_llama = pytest.mark.skipif(
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Preset:
     """A preset ``fake`` of three small chunk files, registered in PRESETS."""
-    whole = hashlib.sha256()
-    chunks = []
-    for n, size in enumerate((50_000, 50_000, 777), start=1):
-        data = os.urandom(size)
-        whole.update(data)
-        path = tmp_path / f"part{n}.bin"
-        path.write_bytes(data)
-        sha = hashlib.sha256(data).hexdigest()
-        chunks.append(Chunk(f"fake-part{n}", "1.0", f"fake_part{n}", path.name, size, sha, path))
-    preset = Preset("fake", "small", "fake.gguf", 100_777, whole.hexdigest(), tuple(chunks))
-    monkeypatch.setitem(models.PRESETS, "fake", preset)
-    return preset
+    return fake_preset(tmp_path / "chunks", (50_000, 50_000, 777), monkeypatch)
 
 
 def test_gguf_is_joined_once_and_verified(fake: Preset, tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import fake_preset
 
 from rag import models
-from rag.models import Chunk, ModelError, Preset
+from rag.models import ModelError
 
 TINY = "smollm2-135m"
 
@@ -89,16 +90,7 @@ def test_load_tiny_and_generate(home_with_tiny: Path) -> None:
     assert not model.training
     assert model.rag_load_seconds > 0
     assert torch.get_num_threads() == models._cores()
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
-    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    with torch.inference_mode():
-        out = model.generate(**encoded, max_new_tokens=8, do_sample=False)
-    reply = tokenizer.decode(out[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert "Paris" in reply
+    assert "Paris" in capital_of_france(model, tokenizer)
 
 
 def test_prepare_again_does_not_convert(
@@ -137,6 +129,22 @@ def test_resolve_unknown_names_the_choices(tmp_path: Path) -> None:
         models.resolve(str(tmp_path), tmp_path)
 
 
+def capital_of_france(model: object, tokenizer: object) -> str:
+    """The model's greedy reply (8 tokens) to a question every model here gets right."""
+    import torch
+
+    prompt = tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+        [{"role": "user", "content": "What is the capital of France?"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)  # type: ignore[operator]
+    with torch.inference_mode():
+        out = model.generate(**encoded, max_new_tokens=8, do_sample=False)  # type: ignore[attr-defined]
+    new = out[0, encoded["input_ids"].shape[1] :]
+    return tokenizer.decode(new, skip_special_tokens=True)  # type: ignore[attr-defined]
+
+
 # --- a fake preset made of small chunks ----------------------------------------------------
 
 
@@ -147,26 +155,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     The converter records the GGUF it was given (path and SHA-256 of its bytes) and writes a
     folder with a config.json, like the real one.
     """
-    chunk_dir = tmp_path / "site-packages"
-    chunk_dir.mkdir()
-    whole = hashlib.sha256()
-    chunks = []
-    for n, size in enumerate((70_000, 70_000, 12_345), start=1):
-        data = os.urandom(size)
-        whole.update(data)
-        path = chunk_dir / f"part{n:02d}.bin"
-        path.write_bytes(data)
-        sha = hashlib.sha256(data).hexdigest()
-        chunks.append(Chunk(f"fake-part{n}", "1.0", f"fake_part{n}", path.name, size, sha, path))
-    preset = Preset(
-        name="fake",
-        description="three small chunks",
-        filename="fake.gguf",
-        size=sum(c.size for c in chunks),
-        sha256=whole.hexdigest(),
-        chunks=tuple(chunks),
-    )
-    monkeypatch.setitem(models.PRESETS, "fake", preset)
+    preset = fake_preset(tmp_path / "site-packages", (70_000, 70_000, 12_345), monkeypatch)
     converted: list[tuple[Path, str]] = []
 
     def convert(gguf: Path, out: Path) -> None:
@@ -341,21 +330,12 @@ def assert_rebuilt_and_answers(
     home: Path, original: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Loading repairs the folder with a warning that says why, then the model answers."""
-    import torch
 
     with caplog.at_level(logging.WARNING, logger="rag.models"):
         model, tokenizer = models.load(TINY, home, progress=False)
     assert "is damaged" in caplog.text
     assert f"Prepared {TINY} again" in caplog.text
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
-    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    with torch.inference_mode():
-        out = model.generate(**encoded, max_new_tokens=8, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0, encoded["input_ids"].shape[1] :])
+    assert "Paris" in capital_of_france(model, tokenizer)
     # The conversion is deterministic: the rebuilt files are the ones first recorded.
     rebuilt = prepared_info(home)["files"]
     assert {rel: r["sha256"] for rel, r in rebuilt.items()} == {
