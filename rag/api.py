@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from rag import ingest as ingest_mod
-from rag.embed import Embedder
+from rag.embed import Embedder, backend_of
 from rag.errors import EmbedderMismatch, EmptyIndex, IndexBusy, RagError
 from rag.index import (
     VECTORS_FILE,
@@ -131,13 +131,15 @@ class RAG:
         fingerprint = self.store.get_meta("embedder_fingerprint")
         if fingerprint == info.fingerprint and dimension == str(info.dimension):
             return
+        built_backend = backend_of(fingerprint or "")
         raise EmbedderMismatch(
             f"The index in {self.folder} was built with the embedder {built_with!r} "
             f"({dimension} dimensions, weights {fingerprint}), but the configured embedder is "
             f"{info.name!r} ({info.dimension} dimensions, weights {info.fingerprint}). "
-            f"Either use the embedder that built it (--embedder {built_with!r} or "
-            f"RAG_EMBEDDER={built_with}), or re-embed the index with the new one: "
-            f"rag rebuild --reembed --index {self.folder} --embedder {info.name!r}"
+            f"Either use the embedder that built it (--embedder {built_with!r} --embed-backend "
+            f"{built_backend}, or RAG_EMBEDDER={built_with} RAG_EMBED_BACKEND={built_backend}), "
+            f"or re-embed the index with the new one: rag rebuild --reembed --index "
+            f"{self.folder} --embedder {info.name!r} --embed-backend {self.settings.embed_backend}"
         )
 
     # --- ingest --------------------------------------------------------------------

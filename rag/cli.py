@@ -215,7 +215,15 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "batch_size", "max_passage_tokens", "max_file_mb", "progress", "wait")
+@with_settings(
+    "embedder",
+    "embed_backend",
+    "batch_size",
+    "max_passage_tokens",
+    "max_file_mb",
+    "progress",
+    "wait",
+)
 def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")
@@ -252,7 +260,16 @@ def ingest(
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "fusion", "dense_weight", "rrf_k", "candidates", "bm25_k1", "bm25_b")
+@with_settings(
+    "embedder",
+    "embed_backend",
+    "fusion",
+    "dense_weight",
+    "rrf_k",
+    "candidates",
+    "bm25_k1",
+    "bm25_b",
+)
 def search(
     question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
     k: Annotated[int | None, typer.Option("--k", "-k", help="Number of paragraphs.")] = None,
@@ -326,7 +343,14 @@ def remove(
 @app.command()
 @friendly_errors
 @with_settings(
-    "embedder", "batch_size", "max_passage_tokens", "progress", "bm25_k1", "bm25_b", "wait"
+    "embedder",
+    "embed_backend",
+    "batch_size",
+    "max_passage_tokens",
+    "progress",
+    "bm25_k1",
+    "bm25_b",
+    "wait",
 )
 def rebuild(
     reembed: Annotated[
@@ -345,7 +369,9 @@ def rebuild(
 
 @app.command()
 @friendly_errors
-@with_settings("embedder", "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait")
+@with_settings(
+    "embedder", "embed_backend", "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait"
+)
 def check(
     repair: Annotated[
         bool,
@@ -404,6 +430,7 @@ ANSWER_SETTINGS = (
     "stop_penalty",
     "prompts_dir",
     "embedder",
+    "embed_backend",
     "backend",
 )
 _WORD_RE = re.compile(r"[$€£]?\d[\d,.]*%?|[A-Za-z][\w'’-]{3,}")

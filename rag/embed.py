@@ -52,6 +52,13 @@ log = logging.getLogger(__name__)
 
 EmbedBackend = Literal["onnx-int8", "torch"]
 BACKENDS: tuple[EmbedBackend, ...] = ("onnx-int8", "torch")
+
+
+def backend_of(fingerprint: str) -> EmbedBackend:
+    """Which backend made vectors with this fingerprint (int8 ones carry their prefix)."""
+    return "onnx-int8" if fingerprint.startswith("onnx-int8:") else "torch"
+
+
 DEFAULT_BACKEND: EmbedBackend = "onnx-int8"
 
 # Bump when the export changes in a way that changes the vectors (opset, fusion, quantization):
@@ -617,6 +624,7 @@ __all__ = [
     "Embedder",
     "EmbedderError",
     "EmbedderInfo",
+    "backend_of",
     "export_onnx",
     "inspect_onnx",
     "onnx_dir",

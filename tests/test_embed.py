@@ -197,6 +197,9 @@ def test_index_built_by_one_backend_refuses_the_other(
         other.search("How much did Microsoft invest in OpenAI?")
     message = str(error.value)
     assert "onnx-int8:" in message and "rag rebuild --reembed" in message
+    # Same model name, other backend: the message names the backend to switch back to.
+    assert "--embed-backend torch" in message and "RAG_EMBED_BACKEND=torch" in message
+    assert "--embed-backend onnx-int8" in message
     other.rebuild(reembed=True)
     assert other.info().embedder_fingerprint.startswith("onnx-int8:")
     assert other.search("How much did Microsoft invest in OpenAI?", k=1)[0].paragraph == 10
