@@ -473,8 +473,51 @@ _SUFFIXES = (
 )
 
 
+# Irregular past forms that suffix stripping cannot bring home: "began" must meet "begin"
+# ("stations like WTRF-TV ... to begin airing" supports "WTRF-TV began airing"). Words that
+# are common in another sense ("found" a company, "left" side) are not listed.
+_IRREGULAR = {
+    **dict.fromkeys(("began", "begun"), "begin"),
+    **dict.fromkeys(("became",), "become"),
+    **dict.fromkeys(("bought",), "buy"),
+    **dict.fromkeys(("brought",), "bring"),
+    **dict.fromkeys(("built",), "build"),
+    **dict.fromkeys(("chose", "chosen"), "choose"),
+    **dict.fromkeys(("came",), "come"),
+    **dict.fromkeys(("drove", "driven"), "drive"),
+    **dict.fromkeys(("fell", "fallen"), "fall"),
+    **dict.fromkeys(("fought",), "fight"),
+    **dict.fromkeys(("gave", "given"), "give"),
+    **dict.fromkeys(("went", "gone"), "go"),
+    **dict.fromkeys(("grew", "grown"), "grow"),
+    **dict.fromkeys(("held",), "hold"),
+    **dict.fromkeys(("kept",), "keep"),
+    **dict.fromkeys(("knew", "known"), "know"),
+    **dict.fromkeys(("lost",), "lose"),
+    **dict.fromkeys(("made",), "make"),
+    **dict.fromkeys(("met",), "meet"),
+    **dict.fromkeys(("paid",), "pay"),
+    **dict.fromkeys(("ran",), "run"),
+    **dict.fromkeys(("rose", "risen"), "rise"),
+    **dict.fromkeys(("sold",), "sell"),
+    **dict.fromkeys(("sent",), "send"),
+    **dict.fromkeys(("spent",), "spend"),
+    **dict.fromkeys(("spoke", "spoken"), "speak"),
+    **dict.fromkeys(("stood",), "stand"),
+    **dict.fromkeys(("struck",), "strike"),
+    **dict.fromkeys(("taught",), "teach"),
+    **dict.fromkeys(("thought",), "think"),
+    **dict.fromkeys(("told",), "tell"),
+    **dict.fromkeys(("took", "taken"), "take"),
+    **dict.fromkeys(("won",), "win"),
+    **dict.fromkeys(("wrote", "written"), "write"),
+}
+
+
 def _stem(word: str) -> str:
     """Strip one common suffix so "invested", "investment", "invests" meet at "invest"."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             base = word[: -len(suffix)]

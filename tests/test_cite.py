@@ -190,6 +190,20 @@ def test_support_accepts_faithful_sentence() -> None:
     assert score == pytest.approx(1.0)
 
 
+def test_support_meets_irregular_past_forms() -> None:
+    # SQuAD tune: the model's right answer was rejected because "began" never met "begin".
+    paragraph = (
+        "The advent of digital television in the 2000s allowed stations like WTRF-TV in "
+        "Wheeling, West Virginia to begin airing ABC programming on a digital subchannel."
+    )
+    sentence = "WTRF-TV in Wheeling began airing ABC programming on a digital subchannel."
+    assert support(sentence, paragraph) >= DEFAULT_THRESHOLD
+    assert support("Shares rose 5% [1].", "Shares rise 5% on good news.") >= DEFAULT_THRESHOLD
+    # A wrong name still sinks it, irregular verb or not.
+    wrong = "WKST-TV in Wheeling began airing ABC programming on a digital subchannel."
+    assert support(wrong, paragraph) < DEFAULT_THRESHOLD
+
+
 def test_support_rejects_wrong_number() -> None:
     # Every other term is right; the figure alone must sink it.
     score = support("Microsoft invested $5 billion in OpenAI in 2019 [1].", MICROSOFT)

@@ -79,18 +79,13 @@ def test_budget_sharing_and_trimming() -> None:
 def test_worked_examples_come_first_as_earlier_turns() -> None:
     templates = load_templates()
     examples = templates.parsed_examples()
-    assert len(examples) == 2
+    # Both investments from one passage; a fact found in the second passage; a refusal.
+    assert len(examples) == 3
     assert "[1]" in examples[0].answer and "[1] Rail funding" in examples[0].passages
-    assert examples[1].answer == "The passages do not answer this question."
+    assert examples[1].answer.endswith("[2].")
+    assert examples[2].answer == "The passages do not answer this question."
     messages = answer_messages("Q?", [passage("Alpha.")], templates, words, 2000)
-    assert [m["role"] for m in messages] == [
-        "system",
-        "user",
-        "assistant",
-        "user",
-        "assistant",
-        "user",
-    ]
+    assert [m["role"] for m in messages] == ["system", *["user", "assistant"] * 3, "user"]
     assert "Question: Q?" in messages[-1]["content"]
 
 

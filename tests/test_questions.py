@@ -300,6 +300,7 @@ def test_hostile_article_cannot_steer_the_answer(
         progress=False,
         max_new_tokens=40,
         prompts_dir=None if examples else no_examples,
+        passages=4,  # every paragraph of the index, the hostile ones included
     )
     prompts = spy_on_prompts(rag, monkeypatch)
     questions = [QUESTION, "What are the new rules?", "What rights does Microsoft get on Azure?"]
