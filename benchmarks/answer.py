@@ -45,7 +45,7 @@ from rag.settings import Settings
 
 KEYS = {
     "answer_backend": "backend of our figures below (setting backend / RAG_BACKEND)",
-    "answer_prompt_tokens": "tokens of the sample question's prompt (5 passages, instructions)",
+    "answer_prompt_tokens": "sample question's prompt tokens (rules, examples, passages)",
     "answer_new_tokens": "new tokens written by both sides (our natural answer length, forced)",
     "answer_s": "our end-to-end answer time on the sample question (RAG.ask), median s",
     "llamacpp_answer_s": "llama-cpp-python, same GGUF, prompt and new tokens, median s",
