@@ -29,7 +29,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -37,9 +36,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SAMPLE_ARTICLES, SAMPLE_QUESTION, BenchContext, median
+from benchmarks.common import (
+    SAMPLE_ARTICLES,
+    SAMPLE_QUESTION,
+    BenchContext,
+    current_index,
+    median,
+)
 from rag import RAG, models
-from rag.errors import EmbedderMismatch
 from rag.generate import Generation
 from rag.settings import Settings
 
@@ -221,14 +225,7 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
     backend = settings.backend
     folder = ctx.folder("answer")
     index = folder / "index"
-    try:
-        with RAG(index, progress=False) as rag:
-            rag.ingest([SAMPLE_ARTICLES])
-            rag.search(SAMPLE_QUESTION)  # an unchanged ingest does not load the embedder
-    except EmbedderMismatch:  # built by an earlier run with another embedder: build anew
-        shutil.rmtree(index)
-        with RAG(index, progress=False) as rag:
-            rag.ingest([SAMPLE_ARTICLES])
+    current_index(index, [SAMPLE_ARTICLES], ctx).close()
     repeats = ctx.repeats
     with_llama = llama_cpp_installed()
     figures: dict[str, float | int | str | None] = {"answer_backend": backend}

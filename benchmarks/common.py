@@ -14,11 +14,16 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag import RAG
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -43,6 +48,27 @@ class BenchContext:
         path = self.workdir / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def current_index(folder: Path, corpus: list[Path], ctx: BenchContext, **settings: Any) -> RAG:
+    """``folder``'s index (kept between runs) brought up to date with ``corpus``, open.
+
+    An index an earlier run built with another embedder (another backend or export: the
+    fingerprint differs) is deleted and built anew, rather than failing the benchmark.
+    """
+    from rag import RAG, EmbedderMismatch
+
+    rag = RAG(folder, progress=False, **settings)
+    try:
+        rag.embedder  # noqa: B018 - loading checks it against the index
+    except EmbedderMismatch:
+        rag.close()
+        ctx.log(f"{folder} was built by another embedder; building it again")
+        shutil.rmtree(folder)
+        rag = RAG(folder, progress=False, **settings)
+    report = rag.ingest(corpus)
+    ctx.log(f"{folder.name}: {report.added} added, {report.unchanged} unchanged")
+    return rag
 
 
 def median(values: list[float]) -> float:

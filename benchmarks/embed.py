@@ -25,16 +25,15 @@ reused by a rerun (an index built by another version of our export is rebuilt).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import SQUAD, BenchContext, median
-from rag import RAG, EmbedderMismatch
-from rag.embed import Embedder, resolve_embedder_path
+from benchmarks.common import SQUAD, BenchContext, current_index, median
+from rag import RAG
+from rag.embed import Embedder, load_sentence_transformer, resolve_embedder_path
 from rag.evaluate import EvalSet, evaluate, load_squad
 from rag.ingest import _embed as ingest_embed
 from rag.passages import split_passages
@@ -110,14 +109,7 @@ def _squad_file(root: Path, quick: bool) -> Path:
 
 def _plain_model() -> Any:
     """sentence-transformers as anyone would load it: fp32, CPU, default settings."""
-    from sentence_transformers import SentenceTransformer
-
-    from rag.quiet import quiet_transformers
-
-    with quiet_transformers():
-        return SentenceTransformer(
-            resolve_embedder_path(DEFAULT_EMBEDDER), device="cpu", local_files_only=True
-        )
+    return load_sentence_transformer(DEFAULT_EMBEDDER, resolve_embedder_path(DEFAULT_EMBEDDER))
 
 
 def _speed(
@@ -211,7 +203,7 @@ def _recall(
     figures: dict[str, float | int | str | None] = {"embed_questions": questions}
     results: dict[str, float] = {}
     for label, backend in (("plain", "torch"), ("ours", ours.backend)):
-        rag = _index(root / f"index-{backend}", squad, backend, ctx)
+        rag = current_index(root / f"index-{backend}", squad.corpus, ctx, embed_backend=backend)
         for fusion in ("hybrid", "dense"):
             results[f"{fusion}_{label}"] = _recall5(rag, squad, fusion, limit)
             ctx.log(f"{label} {fusion}: recall@5 {results[f'{fusion}_{label}']:.4f}")
@@ -235,21 +227,6 @@ def _recall(
         ),
     }
     return figures
-
-
-def _index(folder: Path, squad: EvalSet, backend: str, ctx: BenchContext) -> RAG:
-    """The SQuAD corpus ingested with ``backend``; an index of another export is rebuilt."""
-    rag = RAG(folder, progress=False, embed_backend=backend)
-    try:
-        rag.embedder  # noqa: B018 - loading checks it against the index
-    except EmbedderMismatch:
-        rag.close()
-        ctx.log(f"{folder.name} was built by another embedder; building it again")
-        shutil.rmtree(folder)
-        rag = RAG(folder, progress=False, embed_backend=backend)
-    report = rag.ingest(squad.corpus)
-    ctx.log(f"{folder.name}: {report.added} added, {report.unchanged} unchanged")
-    return rag
 
 
 def _recall5(rag: RAG, squad: EvalSet, fusion: str, limit: int | None) -> float:

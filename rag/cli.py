@@ -61,6 +61,9 @@ IndexOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# The settings that make an embedder, which every command that embeds takes together: an
+# index built with one backend can only be searched with it.
+EMBED_SETTINGS = ("embedder", "embed_backend")
 
 
 class LogLevel(StrEnum):
@@ -216,13 +219,7 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
 @app.command()
 @friendly_errors
 @with_settings(
-    "embedder",
-    "embed_backend",
-    "batch_size",
-    "max_passage_tokens",
-    "max_file_mb",
-    "progress",
-    "wait",
+    *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "max_file_mb", "progress", "wait"
 )
 def ingest(
     paths: Annotated[
@@ -261,14 +258,7 @@ def ingest(
 @app.command()
 @friendly_errors
 @with_settings(
-    "embedder",
-    "embed_backend",
-    "fusion",
-    "dense_weight",
-    "rrf_k",
-    "candidates",
-    "bm25_k1",
-    "bm25_b",
+    *EMBED_SETTINGS, "fusion", "dense_weight", "rrf_k", "candidates", "bm25_k1", "bm25_b"
 )
 def search(
     question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
@@ -343,14 +333,7 @@ def remove(
 @app.command()
 @friendly_errors
 @with_settings(
-    "embedder",
-    "embed_backend",
-    "batch_size",
-    "max_passage_tokens",
-    "progress",
-    "bm25_k1",
-    "bm25_b",
-    "wait",
+    *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "progress", "bm25_k1", "bm25_b", "wait"
 )
 def rebuild(
     reembed: Annotated[
@@ -369,9 +352,7 @@ def rebuild(
 
 @app.command()
 @friendly_errors
-@with_settings(
-    "embedder", "embed_backend", "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait"
-)
+@with_settings(*EMBED_SETTINGS, "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait")
 def check(
     repair: Annotated[
         bool,
@@ -429,8 +410,7 @@ ANSWER_SETTINGS = (
     "temperature",
     "stop_penalty",
     "prompts_dir",
-    "embedder",
-    "embed_backend",
+    *EMBED_SETTINGS,
     "backend",
 )
 _WORD_RE = re.compile(r"[$€£]?\d[\d,.]*%?|[A-Za-z][\w'’-]{3,}")

@@ -43,7 +43,8 @@ import numpy as np
 
 from rag.errors import RagError
 from rag.feedback import timed_status
-from rag.settings import DEFAULT_EMBEDDER
+from rag.models import cores, file_sha256
+from rag.settings import DEFAULT_EMBEDDER, Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -97,17 +98,6 @@ def resolve_embedder_path(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
-def _default_home() -> Path:
-    return Path(os.environ.get("RAG_HOME", "~/.cache/rag")).expanduser()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class Embedder:
     """Loads a sentence-transformers model once and embeds texts as unit vectors.
 
@@ -136,7 +126,7 @@ class Embedder:
         if backend == "torch":
             self._impl: _TorchModel | _OnnxModel = _TorchModel(name, path, threads)
         else:
-            home = Path(home).expanduser() if home is not None else _default_home()
+            home = Path(home if home is not None else Settings().home).expanduser()
             self._impl = _OnnxModel(name, path, home, threads, progress, console)
         self.load_seconds = time.perf_counter() - started
         self._info: EmbedderInfo | None = None
@@ -184,7 +174,7 @@ class _TorchModel:
 
         if threads:
             torch.set_num_threads(threads)
-        self.model = _load_sentence_transformer(name, path)
+        self.model = load_sentence_transformer(name, path)
         self.tokenizer = self.model.tokenizer
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
@@ -210,7 +200,8 @@ class _TorchModel:
         )
 
 
-def _load_sentence_transformer(name: str, path: str) -> Any:
+def load_sentence_transformer(name: str, path: str) -> Any:
+    """sentence-transformers' model from the local folder ``path``, fp32 on the CPU, quietly."""
     from sentence_transformers import SentenceTransformer
 
     from rag.quiet import quiet_transformers
@@ -262,7 +253,7 @@ class _OnnxModel:
         self._inputs: list[str] = list(manifest["inputs"])
         self._session = _open_session(self.folder / ONNX_FILE)
         self._counter, self._encoder = _tokenizers(self.folder / TOKENIZER_FILE, self.max_tokens)
-        self._workers = max(1, threads or _cores())
+        self._workers = max(1, threads or cores())
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -373,15 +364,7 @@ def source_hash(folder: Path) -> str:
         ):
             continue
         digest.update(relative.as_posix().encode() + b"\0")
-        digest.update(_file_sha256(path).encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest.update(file_sha256(path).encode())
     return digest.hexdigest()
 
 
@@ -460,7 +443,7 @@ def inspect_onnx(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
         size = path.stat().st_size
         if size != expected["bytes"]:
             return None, f"{file_name} has {size:,} bytes instead of {expected['bytes']:,}"
-        if _file_sha256(path) != expected["sha256"]:
+        if file_sha256(path) != expected["sha256"]:
             return None, f"{file_name} does not match its recorded SHA-256"
     return manifest, None
 
@@ -486,7 +469,7 @@ def export_onnx(source: Path, folder: Path) -> None:
             "files": {
                 file_name: {
                     "bytes": (work / file_name).stat().st_size,
-                    "sha256": _file_sha256(work / file_name),
+                    "sha256": file_sha256(work / file_name),
                 }
                 for file_name in (ONNX_FILE, TOKENIZER_FILE)
             },
@@ -507,7 +490,7 @@ def _export(source: Path, work: Path) -> dict[str, Any]:
 
     from rag.quiet import quiet_transformers
 
-    model = _load_sentence_transformer(str(source), str(source))
+    model = load_sentence_transformer(str(source), str(source))
     tokenizer = model.tokenizer
     if not getattr(tokenizer, "is_fast", False):
         raise EmbedderError(
@@ -627,6 +610,7 @@ __all__ = [
     "backend_of",
     "export_onnx",
     "inspect_onnx",
+    "load_sentence_transformer",
     "onnx_dir",
     "prepare_onnx",
     "source_hash",

@@ -86,7 +86,7 @@ class LlamaCppGenerator:
         path = models.gguf_file(name_or_path, home, progress=progress)
         # Decode is memory-bound and prefill compute-bound; both want one thread per core, and
         # more threads than cores only contend (as with torch, see rag.models.load).
-        n_threads = threads or models._cores()
+        n_threads = threads or models.cores()
         started = time.perf_counter()
         try:
             self.llama = llama_cpp.Llama(

@@ -728,7 +728,7 @@ def gguf_file(name_or_path: str, home: Path, progress: bool = True) -> Path:
             and target.stat().st_size == preset.size
             and (
                 seen.get("stamp") == _stamp(target)
-                or _hash_file(target, f"Checking {preset.filename}", progress) == preset.sha256
+                or file_sha256(target, f"Checking {preset.filename}", progress) == preset.sha256
             )
         ):
             if seen.get("stamp") != _stamp(target):
@@ -743,7 +743,7 @@ def gguf_file(name_or_path: str, home: Path, progress: bool = True) -> Path:
                 paths, partial, preset.size, f"Assembling {preset.name}", progress
             )
             _check_hashes(preset, digests)
-            whole = _hash_file(partial, f"Verifying {preset.filename}", progress)
+            whole = file_sha256(partial, f"Verifying {preset.filename}", progress)
             if whole != preset.sha256:  # chunks that match but join wrong: a bug, not a bad install
                 raise ModelError(f"The joined {preset.filename} does not match its SHA-256.")
             os.replace(partial, target)
@@ -787,7 +787,8 @@ def _hash_chunks(
     return digests
 
 
-def _hash_file(path: Path, label: str, progress: bool) -> str:
+def file_sha256(path: Path, label: str = "", progress: bool = False) -> str:
+    """SHA-256 of one file, streamed; with ``progress``, a bar in bytes labelled ``label``."""
     return _hash_chunks([path], None, path.stat().st_size, label, progress)[0]
 
 
@@ -950,7 +951,7 @@ def resolve(name_or_path: str, home: Path, progress: bool = True) -> Path:
             f"{path} is a folder but not a transformers model (it has no config.json)."
         )
     if path.is_file() and path.suffix.lower() == ".gguf":
-        digest = _hash_file(path, f"Hashing {path.name}", progress)
+        digest = file_sha256(path, f"Hashing {path.name}", progress)
         name = f"gguf-{digest[:12]}"
         target = model_dir(name, home)
         state = _intact(target, progress)
@@ -993,7 +994,7 @@ def load(
             "torch was imported before rag.models set OMP_WAIT_POLICY=PASSIVE; generation may "
             "be many times slower. Set OMP_WAIT_POLICY=PASSIVE in the environment."
         )
-    torch.set_num_threads(threads or _cores())
+    torch.set_num_threads(threads or cores())
     started = time.perf_counter()
     try:
         model, tokenizer = _load_folder(folder)
@@ -1067,7 +1068,8 @@ def _repair_after_failure(folder: Path, error: Exception, progress: bool) -> Pat
     return _rebuild(folder, info, progress)
 
 
-def _cores() -> int:
+def cores() -> int:
+    """CPU cores this process may run on (its affinity), the default thread count."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -39,8 +39,10 @@ def bbc_part(bbc_dir: Path, folder: Path, per_category: int, start: int = 0) -> 
     return folder
 
 
-def start_ingest(folder: Path, index: Path, *extra: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, RAG_PROGRESS="false")
+def start_ingest(
+    folder: Path, index: Path, *extra: str, log_level: str = "warning"
+) -> subprocess.Popen[str]:
+    env = dict(os.environ, RAG_PROGRESS="false", RAG_LOG_LEVEL=log_level)
     return subprocess.Popen(
         [RAG_COMMAND, "ingest", str(folder), "--index", str(index), *extra],
         stdout=subprocess.PIPE,
@@ -58,14 +60,7 @@ class LoggedIngest:
     """
 
     def __init__(self, folder: Path, index: Path) -> None:
-        env = dict(os.environ, RAG_PROGRESS="false", RAG_LOG_LEVEL="info")
-        self.process = subprocess.Popen(
-            [RAG_COMMAND, "ingest", str(folder), "--index", str(index)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        self.process = start_ingest(folder, index, log_level="info")
         self.started = time.monotonic()
         self.lines: list[tuple[float, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

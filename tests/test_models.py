@@ -89,7 +89,7 @@ def test_load_tiny_and_generate(home_with_tiny: Path) -> None:
     assert model.dtype == torch.bfloat16
     assert not model.training
     assert model.rag_load_seconds > 0
-    assert torch.get_num_threads() == models._cores()
+    assert torch.get_num_threads() == models.cores()
     assert "Paris" in capital_of_france(model, tokenizer)
 
 
