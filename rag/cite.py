@@ -346,6 +346,13 @@ _SMALL_NUMBERS = (
 _NUMBER_WORDS = {word: value for value, word in enumerate(_SMALL_NUMBERS.split())}
 _NUMBER_WORDS |= {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70}
 _NUMBER_WORDS |= {"eighty": 80, "ninety": 90, "hundred": 100, "dozen": 12}
+# Ordinals a paragraph spells out ("the tenth series") that an answer writes as "10th". Read on
+# the paragraph side only: "second" or "first" in a sentence asserts no figure.
+_ORDINALS = (
+    "zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+    "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth"
+)
+_ORDINAL_WORDS = {word: value for value, word in enumerate(_ORDINALS.split()) if value}
 
 _SCALES = {
     "thousand": 1e3,
@@ -408,6 +415,8 @@ class _Terms:
     """Runs of two or more consecutive names ("Amazon Web Services"), for acronyms."""
     echoed: tuple[str, ...] = ()
     """Content words that restate the question; not checked when the sentence asserts more."""
+    asked_names: frozenset[str] = frozenset()
+    """Names (lower case) the question itself uses, as in "Peyton Manning's passer rating"."""
 
     @property
     def count(self) -> int:
@@ -567,7 +576,8 @@ def _find_numbers(text: str, *, bare_words: bool) -> tuple[list[_Number], str]:
     text = _NUMBER_RE.sub(take_digits, text)
     if bare_words:
         for word in _WORD_RE.findall(text):
-            value = _NUMBER_WORDS.get(word.lower())
+            lowered = word.lower()
+            value = _NUMBER_WORDS.get(lowered, _ORDINAL_WORDS.get(lowered))
             if value is not None:
                 numbers.append(_Number(float(value), False))
     return numbers, text
@@ -669,7 +679,10 @@ def _terms(sentence: str, question: _Question = _NO_QUESTION) -> _Terms:
         content = [w for w in content if w not in echoed]
     else:
         echoed = []
-    return _Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs), tuple(echoed))
+    asked = frozenset(
+        _norm_word(n) for n in names if _stem_match(_stem(_norm_word(n)), question.stems)
+    )
+    return _Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs), tuple(echoed), asked)
 
 
 def _acronyms(text: str) -> set[str]:
@@ -777,7 +790,19 @@ def _assess(terms: _Terms, index: _Index) -> _Assessment:
         if "".join(name[0] for name in run[i:j]).lower() in index.name_words
         for name in run[i:j]
     }
-    names_found = sum(_norm_word(n) in by_acronym or _name_found(n, index) for n in terms.names)
+    found = {_norm_word(n) for n in terms.names if _name_found(n, index)} | by_acronym
+    # A paragraph names a person once in full and then by surname ("Manning finished the
+    # year..."): a part of a name that the question gave is excused when the rest of that
+    # name is found. Names the question did not give are never excused, so "Eli Manning"
+    # is still no answer from a paragraph about Peyton.
+    found |= {
+        word
+        for run in terms.spelled
+        if any(_norm_word(n) in found for n in run)
+        for word in map(_norm_word, run)
+        if word in terms.asked_names
+    }
+    names_found = sum(_norm_word(n) in found for n in terms.names)
     content_found = sum(_content_found(w, index) for w in terms.content)
     hard_share = (numbers_found + names_found) / hard_total if hard_total else None
     content_share = content_found / len(terms.content) if terms.content else None

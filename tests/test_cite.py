@@ -278,6 +278,27 @@ def test_question_words_do_not_excuse_a_wrong_relation() -> None:
     assert support(sentence, MICROSOFT, question=question) >= DEFAULT_THRESHOLD
 
 
+def test_support_reads_ordinals_the_paragraph_spells_out() -> None:
+    paragraph = "The tenth series will introduce Pearl Mackie as Bill, the newest companion."
+    assert support("Pearl Mackie joins in the 10th series.", paragraph) >= DEFAULT_THRESHOLD
+    assert support("Pearl Mackie joins in the 11th series.", paragraph) < DEFAULT_THRESHOLD
+
+
+def test_a_first_name_the_question_gave_is_excused_when_the_surname_is_found() -> None:
+    paragraph = "Manning finished the year with a career-low 67.9 passer rating."
+    question = "What was Peyton Manning's passer rating for the season?"
+    sentence = "Peyton Manning's passer rating for the season was 67.9."
+    assert support(sentence, paragraph) < DEFAULT_THRESHOLD
+    assert support(sentence, paragraph, question=question) >= DEFAULT_THRESHOLD
+    # A wrong figure, or a first name the question did not give, is still a miss.
+    wrong = "Peyton Manning's passer rating for the season was 56.6."
+    assert support(wrong, paragraph, question=question) < DEFAULT_THRESHOLD
+    other = "Eli Manning's passer rating for the season was 67.9."
+    assert support(other, paragraph, question=question) < DEFAULT_THRESHOLD
+    # A name of the question with nothing of it in the paragraph is no claim it supports.
+    assert support(sentence, "Brady finished with a 67.9 rating.", question=question) < 0.75
+
+
 def test_check_answer_uses_the_question() -> None:
     question = "Who was the first known European to visit China and return?"
     raw = "Marco Polo was the first known European to visit China and return. [1]"
