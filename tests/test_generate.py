@@ -79,6 +79,33 @@ def test_greedy_is_reproducible(tiny: Generator) -> None:
     assert first.new_tokens == second.new_tokens
 
 
+def chat_with_examples(question: str, example: str = "Paris is the capital of France.") -> list:
+    """A system message and a worked example (a shared prefix of 64+ tokens), then a question."""
+    rules = "You answer in one short sentence, using only facts you are sure of. " * 4
+    return [
+        {"role": "system", "content": rules},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": example},
+        {"role": "user", "content": question},
+    ]
+
+
+def test_the_shared_prompt_prefix_is_read_once(tiny: Generator) -> None:
+    first = tiny.generate(chat_with_examples("What is the capital of Italy?"), 16)
+    kept, prefix = tiny._prefix_kv, list(tiny._prefix_ids)
+    assert kept is not None and len(prefix) >= 64
+    assert first.prompt_tokens > len(prefix)
+    # Another question with the same earlier turns reuses the kept cache, and extends only a
+    # copy of it: the kept one still holds the prefix alone.
+    tiny.generate(chat_with_examples("What is the capital of Spain?"), 16)
+    assert tiny._prefix_kv is kept and kept.get_seq_length() == len(prefix)
+    # Greedy replies stay reproducible with the kept cache.
+    assert tiny.generate(chat_with_examples("What is the capital of Italy?"), 16).text == first.text
+    # Other earlier turns are a new prefix.
+    tiny.generate(chat_with_examples("What is the capital of Italy?", "It is Paris."), 16)
+    assert tiny._prefix_kv is not kept and tiny._prefix_ids != prefix
+
+
 def test_sampling_runs(tiny: Generator) -> None:
     generation = tiny.generate(STORY, max_new_tokens=8, temperature=0.8)
     assert 0 < generation.new_tokens <= 8
