@@ -5,16 +5,23 @@ use) and answers chat messages. :meth:`Generator.stream` yields text as the mode
 matters on a CPU where a 200-token answer takes tens of seconds, and ends with a
 :class:`Generation` that carries the whole text, the token counts and the prefill/decode split
 that tells where the time went. The part of the prompt that every answer shares (the system
-message and the worked examples) is read once per loaded model and its KV cache kept, so later
-answers and chat turns read only their own passages and question.
+message and the worked examples) is read once and its KV cache kept, in memory and in
+``RAG_HOME/prompt-cache`` for the next process, so answers and chat turns read only their own
+passages and question.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
+import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -24,14 +31,20 @@ from rag.models import ModelError
 
 __all__ = ["MAX_CONTEXT", "ChatModel", "Generation", "Generator", "load_generator"]
 
+log = logging.getLogger(__name__)
+
 # The Qwen2.5 models declare 32k positions, but on 2 CPU cores a prompt that long takes minutes to
 # read (about 120 tokens/s for the 1.5B) and attention cost grows with it; 8k is already far more
 # than a handful of news paragraphs and a question need.
 MAX_CONTEXT = 8192
 
-# A shared prompt prefix shorter than this is not worth keeping: reading it costs little more
-# than copying its cache.
+# Saved KV caches of shared prompt prefixes live in RAG_HOME/prompt-cache, so that a new process
+# loads them (milliseconds) instead of reading the prefix again (seconds).
+PROMPT_CACHE = "prompt-cache"
+# A shared prefix shorter than this is read faster than its cache is found and loaded.
 MIN_CACHED_PREFIX = 64
+# Saved prefixes kept (the newest used); one per model and prompt template in practice.
+MAX_CACHED_PREFIXES = 16
 
 
 @dataclass
@@ -101,6 +114,8 @@ class Generator:
         # The shared part of the last prompt (see _prefix_cache) and its KV cache.
         self._prefix_ids: list[int] = []
         self._prefix_kv: Any = None
+        self.prompt_cache: Path | None = Path(home).expanduser() / PROMPT_CACHE
+        self._cache_key = _weights_identity(Path(self.model.name_or_path))
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r}, context_length={self.context_length})"
@@ -253,11 +268,58 @@ class Generator:
         if not MIN_CACHED_PREFIX <= len(prefix) < len(prompt) or prompt[: len(prefix)] != prefix:
             return None  # too short to pay, or the template does not end a turn on a token edge
         if prefix != self._prefix_ids:
-            import torch
-
-            self._prefix_kv = self.model(input_ids=torch.tensor([prefix]), use_cache=True).cache
+            self._prefix_kv = self._saved_prefix(prefix) or self._read_prefix(prefix)
             self._prefix_ids = prefix
         return copy.deepcopy(self._prefix_kv)
+
+    def _prefix_file(self, prefix: list[int]) -> Path | None:
+        if self.prompt_cache is None:
+            return None
+        digest = hashlib.sha256(self._cache_key + json.dumps(prefix).encode()).hexdigest()
+        return self.prompt_cache / f"{digest[:32]}.safetensors"
+
+    def _read_prefix(self, prefix: list[int]) -> Any:
+        """Read ``prefix`` with the model, and save its KV cache for the next process."""
+        import torch
+        from safetensors.torch import save_file
+
+        # One position of logits, not the prefix's (340 x 152k floats); only the cache is kept.
+        output = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
+        cache = output.cache
+        file = self._prefix_file(prefix)
+        if file is not None:
+            tensors = {}
+            for layer, (keys, values, *_) in enumerate(cache):
+                tensors[f"{layer}.keys"] = keys.contiguous()
+                tensors[f"{layer}.values"] = values.contiguous()
+            save_prompt_cache(file, lambda partial: save_file(tensors, partial) or True)
+        return cache
+
+    def _saved_prefix(self, prefix: list[int]) -> Any:
+        """The KV cache of ``prefix`` as an earlier process saved it, or None."""
+        file = self._prefix_file(prefix)
+        if file is None or not file.is_file():
+            return None
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        from transformers import DynamicCache
+
+        try:
+            tensors = load_file(file)
+            layers = len(tensors) // 2
+            data = [(tensors[f"{i}.keys"], tensors[f"{i}.values"]) for i in range(layers)]
+            if not data or any(keys.shape[-2] != len(prefix) for keys, _ in data):
+                raise ValueError(f"not a cache of {len(prefix)} tokens")
+            cache = DynamicCache(ddp_cache_data=data, config=self.model.config)
+        except (OSError, ValueError, KeyError, SafetensorError) as error:
+            # Cut off or not what its name says: read the prompt instead (and save it anew).
+            log.debug("discarding the saved prompt %s: %s", file, error)
+            file.unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(file)  # recently used: kept by prune_prompt_cache
+        log.debug("prompt prefix of %d tokens loaded from %s", len(prefix), file)
+        return cache
 
 
 class ChatModel(Protocol):
@@ -309,6 +371,44 @@ def load_generator(
     if backend == "transformers":
         return Generator(name_or_path, home, progress=progress, threads=threads)
     raise ValueError(f"Unknown backend {backend!r}: 'transformers' or 'llama.cpp'.")
+
+
+def save_prompt_cache(file: Path, write: Callable[[Path], bool]) -> None:
+    """Save a prompt prefix's KV cache as ``file``: ``write`` fills a scratch file, which is
+    renamed into place when it returns True, so a reader never sees half a file. A cache that
+    cannot be written (read-only home, full disk) only costs the next start a read."""
+    partial = file.with_name(f".{file.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if write(partial):
+            os.replace(partial, file)
+        prune_prompt_cache(file.parent)
+    except OSError as error:
+        log.debug("could not save the prompt cache %s: %s", file, error)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+
+
+def prune_prompt_cache(folder: Path) -> None:
+    """Keep the most recently used saved prompts (of either backend), delete the rest."""
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+    files.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+    for stale in files[MAX_CACHED_PREFIXES:]:
+        stale.unlink(missing_ok=True)
+
+
+def _weights_identity(folder: Path) -> bytes:
+    """What a saved KV cache is only valid for: these weight files (a model prepared anew
+    writes new ones) and the torch and transformers that computed it."""
+    import torch
+    import transformers
+
+    parts = [str(folder.resolve()), torch.__version__, transformers.__version__]
+    for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("config.json")):
+        stat = file.stat()
+        parts.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts).encode()
 
 
 def _timed_streamer(tokenizer: Any) -> Any:

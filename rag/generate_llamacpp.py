@@ -32,14 +32,20 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag import models
-from rag.generate import MAX_CONTEXT, Generation, drain
+from rag.generate import (
+    MAX_CONTEXT,
+    MIN_CACHED_PREFIX,
+    PROMPT_CACHE,
+    Generation,
+    drain,
+    save_prompt_cache,
+)
 from rag.models import ModelError
 
 if TYPE_CHECKING:
@@ -48,12 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["INSTALL_HINT", "LlamaCppGenerator", "available"]
 
 log = logging.getLogger(__name__)
-
-PROMPT_CACHE = "prompt-cache"
-# A shared prefix shorter than this is read faster than its file is found and loaded.
-MIN_CACHED_PREFIX = 64
-# Saved prefixes kept (the newest used); one per model and prompt template in practice.
-MAX_CACHED_PREFIXES = 16
 
 INSTALL_HINT = (
     "The llama.cpp backend needs llama-cpp-python, which is compiled from source here (about "
@@ -283,30 +283,22 @@ class LlamaCppGenerator:
         llama.input_ids[: len(prefix)] = prefix
         llama.n_tokens = len(prefix)
         with contextlib.suppress(OSError):
-            os.utime(file)  # recently used: kept by _prune
+            os.utime(file)  # recently used: kept by prune_prompt_cache
         return True
 
     def _save_prefix(self, file: Path, prefix: list[int]) -> None:
-        """Write the KV cache of ``prefix`` (all the context holds now) atomically; a cache
-        that cannot be written (read-only home, full disk) only costs the next start a read."""
+        """Write the KV cache of ``prefix`` (all the context holds now) to ``file``."""
         import llama_cpp
 
-        assert self.prompt_cache is not None
-        partial = file.with_name(f".{file.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
-            self.prompt_cache.mkdir(parents=True, exist_ok=True)
-            tokens = (llama_cpp.llama_token * len(prefix))(*prefix)
-            written = llama_cpp.llama_state_seq_save_file(
-                self.llama.ctx, os.fsencode(partial), 0, tokens, len(prefix)
-            )
-            if written:
-                os.replace(partial, file)
-            _prune(self.prompt_cache)
-        except OSError as error:
-            log.debug("could not save the prompt cache %s: %s", file, error)
-        finally:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
+        tokens = (llama_cpp.llama_token * len(prefix))(*prefix)
+        save_prompt_cache(
+            file,
+            lambda partial: bool(
+                llama_cpp.llama_state_seq_save_file(
+                    self.llama.ctx, os.fsencode(partial), 0, tokens, len(prefix)
+                )
+            ),
+        )
 
     def _logits(self) -> np.ndarray:
         """A copy of the next-token logits after the last evaluated token."""
@@ -337,13 +329,6 @@ def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | Non
     scaled -= scaled.max()
     weights = np.exp(scaled)
     return int(rng.choice(len(weights), p=weights / weights.sum()))
-
-
-def _prune(folder: Path) -> None:
-    """Keep the most recently used saved prompts, delete the rest."""
-    files = sorted(folder.glob("*.kv"), key=lambda f: f.stat().st_mtime, reverse=True)
-    for stale in files[MAX_CACHED_PREFIXES:]:
-        stale.unlink(missing_ok=True)
 
 
 def _token_text(model: Any, token: int) -> str:

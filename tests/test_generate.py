@@ -6,6 +6,7 @@ home (``RAG_HOME``, default ``~/.cache/rag``) so the conversion is done once per
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -104,6 +105,32 @@ def test_the_shared_prompt_prefix_is_read_once(tiny: Generator) -> None:
     # Other earlier turns are a new prefix.
     tiny.generate(chat_with_examples("What is the capital of Italy?", "It is Paris."), 16)
     assert tiny._prefix_kv is not kept and tiny._prefix_ids != prefix
+
+
+def test_a_new_process_loads_the_saved_prefix(
+    tiny: Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = chat_with_examples("What is the capital of Portugal?", "The capital is Paris.")
+    first = tiny.generate(messages, 16)
+    assert tiny.prompt_cache is not None
+    saved = [f for f in tiny.prompt_cache.glob("*.safetensors")]
+    assert saved
+    # A second generator on the same RAG_HOME stands for a new `rag ask` process.
+    second = Generator(TINY, tiny.prompt_cache.parent, progress=False)
+    with caplog.at_level(logging.DEBUG, logger="rag.generate"):
+        again = second.generate(messages, 16)
+    assert "loaded from" in caplog.text
+    assert again.text == first.text
+
+    # A damaged file is discarded, the prefix read again and saved anew.
+    for file in saved:
+        file.write_bytes(b"not a cache")
+    second._prefix_ids = []
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="rag.generate"):
+        assert second.generate(messages, 16).text == first.text
+    assert "discarding the saved prompt" in caplog.text
+    assert any(f.stat().st_size > 1000 for f in tiny.prompt_cache.glob("*.safetensors"))
 
 
 def test_sampling_runs(tiny: Generator) -> None:
