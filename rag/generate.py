@@ -265,8 +265,8 @@ class Generator:
             messages[:-1], tokenize=False, add_generation_prompt=False
         )
         prefix = self.tokenizer.encode(str(text), add_special_tokens=False)
-        if not MIN_CACHED_PREFIX <= len(prefix) < len(prompt) or prompt[: len(prefix)] != prefix:
-            return None  # too short to pay, or the template does not end a turn on a token edge
+        if not worth_caching(prefix, prompt):
+            return None
         if prefix != self._prefix_ids:
             self._prefix_kv = self._saved_prefix(prefix) or self._read_prefix(prefix)
             self._prefix_ids = prefix
@@ -275,8 +275,7 @@ class Generator:
     def _prefix_file(self, prefix: list[int]) -> Path | None:
         if self.prompt_cache is None:
             return None
-        digest = hashlib.sha256(self._cache_key + json.dumps(prefix).encode()).hexdigest()
-        return self.prompt_cache / f"{digest[:32]}.safetensors"
+        return prompt_cache_file(self.prompt_cache, self._cache_key, prefix, ".safetensors")
 
     def _read_prefix(self, prefix: list[int]) -> Any:
         """Read ``prefix`` with the model, and save its KV cache for the next process."""
@@ -371,6 +370,19 @@ def load_generator(
     if backend == "transformers":
         return Generator(name_or_path, home, progress=progress, threads=threads)
     raise ValueError(f"Unknown backend {backend!r}: 'transformers' or 'llama.cpp'.")
+
+
+def worth_caching(prefix: list[int], prompt: list[int]) -> bool:
+    """Whether ``prefix`` (the prompt's shared messages, tokenised alone) is long enough to pay
+    for a cache and begins ``prompt`` token for token (a template may not end a turn on a token
+    edge)."""
+    return MIN_CACHED_PREFIX <= len(prefix) < len(prompt) and prompt[: len(prefix)] == prefix
+
+
+def prompt_cache_file(folder: Path, key: bytes, prefix: list[int], suffix: str) -> Path:
+    """Where the KV cache of ``prefix`` is saved, for a model and runtime named by ``key``."""
+    digest = hashlib.sha256(key + json.dumps(prefix).encode()).hexdigest()
+    return folder / f"{digest[:32]}{suffix}"
 
 
 def save_prompt_cache(file: Path, write: Callable[[Path], bool]) -> None:

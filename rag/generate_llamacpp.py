@@ -27,7 +27,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import hashlib
 import json
 import logging
 import os
@@ -40,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 from rag import models
 from rag.generate import (
     MAX_CONTEXT,
-    MIN_CACHED_PREFIX,
     PROMPT_CACHE,
     Generation,
     drain,
+    prompt_cache_file,
     save_prompt_cache,
+    worth_caching,
 )
 from rag.models import ModelError
 
@@ -250,13 +250,12 @@ class LlamaCppGenerator:
             eos_token=self._eos,
         )
         prefix = self._tokenize(text)
-        if not MIN_CACHED_PREFIX <= len(prefix) < len(prompt) or prompt[: len(prefix)] != prefix:
-            return  # too short to pay, or the template does not end a turn on a token boundary
+        if not worth_caching(prefix, prompt):
+            return
         llama = self.llama
         if llama.n_tokens >= len(prefix) and list(llama.input_ids[: len(prefix)]) == prefix:
             return
-        digest = hashlib.sha256(self._cache_key + json.dumps(prefix).encode()).hexdigest()
-        file = self.prompt_cache / f"{digest[:32]}.kv"
+        file = prompt_cache_file(self.prompt_cache, self._cache_key, prefix, ".kv")
         if file.is_file() and self._load_prefix(file, prefix):
             return
         llama.reset()
