@@ -254,7 +254,7 @@ class Generator:
         """A copy of the KV cache of the prompt's shared part, or None to read it all.
 
         Every answer's prompt starts with the same messages (the system message and the worked
-        examples, about 340 of the sample question's 793 tokens); all but the last message are
+        examples, 514 of the sample question's 793 tokens); all but the last message are
         read once and kept, so each later answer reads only its passages and question. The
         copy is what ``generate`` extends; the kept cache stays as it was. Runs in the
         generation thread, under ``torch.inference_mode``.
@@ -282,7 +282,7 @@ class Generator:
         import torch
         from safetensors.torch import save_file
 
-        # One position of logits, not the prefix's (340 x 152k floats); only the cache is kept.
+        # One position of logits, not the prefix's (514 x 152k floats); only the cache is kept.
         output = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
         cache = output.cache
         file = self._prefix_file(prefix)
