@@ -280,6 +280,7 @@ class Generator:
     def _read_prefix(self, prefix: list[int]) -> Any:
         """Read ``prefix`` with the model, and save its KV cache for the next process."""
         import torch
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         # One position of logits, not the prefix's (514 x 152k floats); only the cache is kept.
@@ -291,7 +292,15 @@ class Generator:
             for layer, (keys, values, *_) in enumerate(cache):
                 tensors[f"{layer}.keys"] = keys.contiguous()
                 tensors[f"{layer}.values"] = values.contiguous()
-            save_prompt_cache(file, lambda partial: save_file(tensors, partial) or True)
+
+            def write(partial: Path) -> bool:
+                try:
+                    save_file(tensors, partial)
+                except SafetensorError as error:  # a full disk or an unwritable folder
+                    raise OSError(str(error)) from error
+                return True
+
+            save_prompt_cache(file, write)
         return cache
 
     def _saved_prefix(self, prefix: list[int]) -> Any:

@@ -133,6 +133,21 @@ def test_a_new_process_loads_the_saved_prefix(
     assert any(f.stat().st_size > 1000 for f in tiny.prompt_cache.glob("*.safetensors"))
 
 
+def test_a_prefix_that_cannot_be_saved_still_answers(
+    tiny: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    messages = chat_with_examples("What is the capital of Greece?", "Its capital is Paris.")
+    assert tiny.generate(messages, 16).text
+    assert tiny._prefix_kv is not None  # kept in memory all the same
+
+
 def test_sampling_runs(tiny: Generator) -> None:
     generation = tiny.generate(STORY, max_new_tokens=8, temperature=0.8)
     assert 0 < generation.new_tokens <= 8
