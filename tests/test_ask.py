@@ -103,6 +103,34 @@ def test_default_model_declines_what_the_articles_do_not_say(default_rag: RAG) -
     assert answer.text == ABSTAIN_TEXT
 
 
+@pytest.fixture(scope="module")
+def bbc_rag(tmp_path_factory: pytest.TempPathFactory, sample_article: Path, bbc_dir: Path) -> RAG:
+    """The sample article among the whole BBC corpus (2,225 articles): acceptance item 2."""
+    rag = RAG(tmp_path_factory.mktemp("bbc-index"), progress=False, model=Settings().model)
+    rag.ingest([sample_article, bbc_dir])
+    return rag
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="Among the BBC distractors the 1.5B model states only the $10 billion with the "
+    "default 3 (or 4) passages; with 5 it states both. Issue 3 stays open for it.",
+    strict=False,
+)
+def test_default_model_states_both_investments_among_the_bbc_corpus(bbc_rag: RAG) -> None:
+    answer = bbc_rag.ask(QUESTION)
+    text = answer.text.replace(",", "")
+    assert "$1 billion" in text and "$10 billion" in text, answer.raw_text
+    assert 10 in {c.passage.paragraph for c in answer.citations}, answer.raw_text
+
+
+@pytest.mark.slow
+def test_default_model_declines_the_world_cup_among_the_bbc_corpus(bbc_rag: RAG) -> None:
+    # BBC sport stories about other World Cups are retrieved; none says who won in 2022.
+    answer = bbc_rag.ask("Who won the 2022 World Cup?")
+    assert answer.abstained and answer.citations == [], answer.raw_text
+
+
 def test_chat_command_answers_follow_ups_and_leaves_cleanly(sample_index: Path) -> None:
     runner = CliRunner(env={"RAG_MODEL": TINY, "RAG_MAX_NEW_TOKENS": "16", "COLUMNS": "200"})
     script = "How much did Microsoft invest in OpenAI?\nand Amazon?\n/sources\n/help\n/nope\n"
