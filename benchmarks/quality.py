@@ -17,26 +17,28 @@ from rag.settings import Settings
 # The llama.cpp backend's figures go under the same keys with this suffix.
 LLAMACPP = "_llamacpp_backend"
 
+# Each figure: the metric of rag.evaluate it reports, and what it is.
 FIGURES = {
-    "answer_contains": "share of answers containing a gold answer (SQuAD normalisation)",
-    "answer_f1": "token F1 against the gold answers (max over them)",
-    "answer_citation_precision": "share of citations to the gold paragraph or one with an answer",
-    "answer_citation_recall": "share of answers citing the gold paragraph",
-    "answer_false_decline": "share of answerable questions declined",
-    "answer_p50_s": "median seconds per answer (retrieval, prompt and generation)",
-}
-METRIC = {
-    "answer_contains": "contains",
-    "answer_f1": "f1",
-    "answer_citation_precision": "citation_precision",
-    "answer_citation_recall": "citation_recall",
-    "answer_false_decline": "false_decline",
-    "answer_p50_s": "answer_p50_s",
+    "answer_contains": (
+        "contains",
+        "share of answers containing a gold answer (SQuAD normalisation)",
+    ),
+    "answer_f1": ("f1", "token F1 against the gold answers (max over them)"),
+    "answer_citation_precision": (
+        "citation_precision",
+        "share of citations to the gold paragraph or one with an answer",
+    ),
+    "answer_citation_recall": ("citation_recall", "share of answers citing the gold paragraph"),
+    "answer_false_decline": ("false_decline", "share of answerable questions declined"),
+    "answer_p50_s": (
+        "answer_p50_s",
+        "median seconds per answer (retrieval, prompt and generation)",
+    ),
 }
 KEYS = {
     "quality_model": "generator the answer figures below were measured with",
     "quality_n": "questions answered",
-    **FIGURES,
+    **{key: about for key, (_, about) in FIGURES.items()},
     **{f"{key}{LLAMACPP}": "the same, backend llama.cpp" for key in FIGURES},
 }
 
@@ -52,5 +54,7 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
         with RAG(folder / "index", progress=False, backend=backend) as rag:
             result = evaluate(rag, squad, limit=n, seed=0)
         figures["quality_n"] = result.metrics["n"]
-        figures |= {f"{key}{suffix}": result.metrics[METRIC[key]] for key in FIGURES}
+        figures |= {
+            f"{key}{suffix}": result.metrics[metric] for key, (metric, _) in FIGURES.items()
+        }
     return figures
