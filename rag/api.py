@@ -72,9 +72,10 @@ class RAG:
         **overrides: Any,
     ) -> None:
         base = settings or Settings()
-        self.settings = base.model_copy(update=overrides) if overrides else base
-        if overrides:
-            Settings.model_validate(self.settings.model_dump())  # reject bad values early
+        # Validated, not copied: a bad value fails here, and "3" from a config file becomes 3.
+        self.settings = (
+            Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
+        )
         self.folder = Path(index).expanduser()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.folder / DB_FILE)

@@ -188,3 +188,16 @@ def test_embedder_mismatch_is_refused_with_a_way_out(
     assert other.search(QUESTION, k=1)[0].paragraph == 10
     with pytest.raises(EmbedderMismatch):
         RAG(folder, progress=False).search(QUESTION)
+
+
+def test_settings_given_as_keywords_are_validated_and_converted(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    # Values read from a config file or a form arrive as text; they must work as numbers.
+    rag = RAG(tmp_path / "idx", passages="2", dense_weight="0.25", progress=False)
+    assert rag.settings.passages == 2
+    assert rag.settings.dense_weight == 0.25
+    with pytest.raises(ValidationError, match="passages"):
+        RAG(tmp_path / "idx", passages=0)
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        RAG(tmp_path / "idx", pasages=2)
