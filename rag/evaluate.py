@@ -54,6 +54,7 @@ DEFAULT_ANSWER_LIMIT = 100
 # Answer metrics (SQuAD's official definitions)
 
 _PUNCTUATION = set(string.punctuation) | {"‘", "’", "“", "”", "–", "—"}
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 
 
 def normalize_answer(text: str) -> str:
@@ -89,9 +90,12 @@ def contains_answer(text: str, answers: Iterable[str]) -> bool:
 
     Exact match and F1 punish a full-sentence answer ("Microsoft invested $1
     billion in 2019") against a span ("$1 billion"); this is what a reader checks.
+    A possessive names its owner: "Luther's writings" contains "Luther" (SQuAD's
+    normalisation alone would make it "luthers").
     """
-    haystack = f" {normalize_answer(text)} "
-    return any(f" {n} " in haystack for n in map(normalize_answer, answers) if n)
+    haystack = f" {normalize_answer(_POSSESSIVE.sub('', text))} "
+    golds = (normalize_answer(_POSSESSIVE.sub("", a)) for a in answers)
+    return any(f" {n} " in haystack for n in golds if n)
 
 
 # ---------------------------------------------------------------------------

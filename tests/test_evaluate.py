@@ -72,6 +72,10 @@ def test_contains_answer_matches_whole_normalised_words() -> None:
     assert contains_answer(answer, ["the Microsoft"])
     assert not contains_answer(answer, ["$10 billion"])
     assert not contains_answer("Microsofts", ["Microsoft"])
+    assert contains_answer("Luther's writings were quoted [1].", ["Luther"])
+    assert contains_answer("Luther’s writings", ["Luther"])
+    assert contains_answer("Martin Luther's", ["Martin Luther's"])
+    assert not contains_answer("the Lutherans' writings", ["Luther"])
 
 
 def test_recall_mrr_and_percentiles_by_hand() -> None:
