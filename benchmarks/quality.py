@@ -30,6 +30,10 @@ FIGURES = {
     ),
     "answer_citation_recall": ("citation_recall", "share of answers citing the gold paragraph"),
     "answer_false_decline": ("false_decline", "share of answerable questions declined"),
+    "answer_second_reading": (
+        "second_reading",
+        "share of answers for which the best paragraph alone was not enough (best_first)",
+    ),
     "answer_p50_s": (
         "answer_p50_s",
         "median seconds per answer (retrieval, prompt and generation)",

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from rag.api import RAG
 from rag.errors import EmbedderMismatch, EmptyIndex, RagError
 from rag.settings import Settings
-from rag.types import Answer, Citation, Document, IngestReport, Paragraph, Passage
+from rag.types import Answer, Citation, Document, IngestReport, Paragraph, Passage, Retry
 
 __all__ = [
     "RAG",
@@ -38,5 +38,6 @@ __all__ = [
     "Paragraph",
     "Passage",
     "RagError",
+    "Retry",
     "Settings",
 ]

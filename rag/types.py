@@ -147,6 +147,9 @@ class Answer:
     """Citation markers removed because they pointed outside the passages given."""
     standalone_question: str | None = None
     """For a chat follow-up, the question as rewritten for retrieval."""
+    attempts: int = 1
+    """2 when the best passage alone gave no supported answer and the model was asked again
+    with all the passages (setting ``best_first``)."""
 
     @property
     def unsupported_sentences(self) -> list[Sentence]:
@@ -154,6 +157,20 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """In an answer stream: the text streamed so far is withdrawn, and the model is asked again.
+
+    The best passage alone gave no supported answer (see ``Settings.best_first``); the pieces
+    that follow are the model's answer from all ``passages`` passages.
+    """
+
+    passages: int
+    """How many passages the model reads this time."""
+    withdrawn: str
+    """The first attempt's text, as the model wrote it."""
 
 
 FusionMethod = Literal["rrf", "weighted", "dense", "lexical"]

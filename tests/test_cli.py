@@ -94,3 +94,30 @@ def test_log_level_info_names_each_stage_of_an_ingest(tmp_path: Path, articles: 
         check=False,
     )
     assert quiet.returncode == 0 and "group 1" not in quiet.stderr, quiet.stderr
+
+
+def test_the_live_answer_withdraws_the_first_reading_on_a_retry() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rag.cli import stream_to_terminal
+    from rag.types import Answer, Retry
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    final = Answer(question=QUESTION, text="right [1].", citations=[], passages=[])
+    seen: list[object] = []
+
+    def stream():
+        for item in ["wrong ", "guess", Retry(passages=3, withdrawn="wrong guess"), "right [1]."]:
+            seen.append(item)
+            yield item
+        yield final
+
+    assert stream_to_terminal(stream(), console) is final
+    assert len(seen) == 4  # every piece was consumed, through the retry
+    # The last frame (the live view refreshes at its own pace, so earlier ones may be skipped).
+    shown = screen.getvalue()
+    assert "reading 3" in shown and "right [1]." in shown
+    assert "wrong" not in shown.split("reading 3")[-1]

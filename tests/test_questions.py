@@ -230,14 +230,16 @@ def test_long_question_is_trimmed_and_answered(
     prompts = spy_on_prompts(tiny, monkeypatch)
     with caplog.at_level(logging.WARNING, logger="rag.prompt"):
         answer = tiny.ask(LONG_QUESTION)
-    assert "The question is too long for the prompt" in caplog.text
+    assert caplog.text.count("The question is too long for the prompt") == 1
     assert_well_formed(answer, LONG_QUESTION)
-    [messages] = prompts
+    # One prompt, or two when the best passage alone gave no supported answer (best_first).
+    assert len(prompts) == answer.attempts
     generator = tiny.generator
-    prompt_tokens = generator.count_tokens(generator.chat_prompt(messages))
-    assert prompt_tokens <= tiny.settings.max_prompt_tokens
-    assert QUESTION in messages[-1]["content"]  # its beginning is what the model read
-    assert "…" in messages[-1]["content"]
+    for messages in prompts:
+        prompt_tokens = generator.count_tokens(generator.chat_prompt(messages))
+        assert prompt_tokens <= tiny.settings.max_prompt_tokens
+        assert QUESTION in messages[-1]["content"]  # its beginning is what the model read
+        assert "…" in messages[-1]["content"]
 
 
 def test_long_question_without_spaces_is_cut_inside(
@@ -301,6 +303,7 @@ def test_hostile_article_cannot_steer_the_answer(
         max_new_tokens=40,
         prompts_dir=None if examples else no_examples,
         passages=4,  # every paragraph of the index, the hostile ones included
+        best_first=False,  # and all in one prompt: the best alone may be a benign one
     )
     prompts = spy_on_prompts(rag, monkeypatch)
     questions = [QUESTION, "What are the new rules?", "What rights does Microsoft get on Azure?"]
