@@ -254,7 +254,7 @@ class Generator:
         """A copy of the KV cache of the prompt's shared part, or None to read it all.
 
         Every answer's prompt starts with the same messages (the system message and the worked
-        examples, 514 of the sample question's 793 tokens); all but the last message are
+        examples, 514 of the sample question's 643 tokens); all but the last message are
         read once and kept, so each later answer reads only its passages and question. The
         copy is what ``generate`` extends; the kept cache stays as it was. Runs in the
         generation thread, under ``torch.inference_mode``.
