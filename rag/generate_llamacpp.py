@@ -17,7 +17,7 @@ their bf16 dequantization, so the arithmetic (and now and then a greedy choice) 
 Prompts are not read twice. The KV cache of the previous reply is kept, so a prompt that starts
 like the last one (a chat's earlier turns) only reads what is new. And the part of a prompt that
 every answer shares, all messages but the last (the system message and the worked examples, 514
-of the sample question's 793 tokens), is saved to ``home/prompt-cache`` the first time it is
+of the sample question's 643 tokens), is saved to ``home/prompt-cache`` the first time it is
 read: a new ``rag ask`` process loads it from there (about 15 MB, milliseconds) instead of reading
 it again (seconds).
 """
