@@ -37,30 +37,27 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from rag.errors import RagError
+from rag.errors import EmbedderError
 from rag.feedback import timed_status
 from rag.models import cores, file_sha256
-from rag.settings import DEFAULT_EMBEDDER, Settings
+from rag.settings import DEFAULT_EMBEDDER, EmbedBackend, Settings, default
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 log = logging.getLogger(__name__)
 
-EmbedBackend = Literal["onnx-int8", "torch"]
-BACKENDS: tuple[EmbedBackend, ...] = ("onnx-int8", "torch")
+BACKENDS: tuple[EmbedBackend, ...] = get_args(EmbedBackend)
 
 
 def backend_of(fingerprint: str) -> EmbedBackend:
     """Which backend made vectors with this fingerprint (int8 ones carry their prefix)."""
     return "onnx-int8" if fingerprint.startswith("onnx-int8:") else "torch"
 
-
-DEFAULT_BACKEND: EmbedBackend = "onnx-int8"
 
 # Bump when the export changes in a way that changes the vectors (opset, fusion, quantization):
 # prepared exports of another recipe are made again, and their fingerprints differ.
@@ -110,7 +107,7 @@ class Embedder:
         self,
         name: str = DEFAULT_EMBEDDER,
         threads: int | None = None,
-        backend: EmbedBackend = DEFAULT_BACKEND,
+        backend: EmbedBackend = default("embed_backend"),
         home: str | Path | None = None,
         progress: bool = True,
         console: Console | None = None,
@@ -156,10 +153,6 @@ class Embedder:
             return np.zeros((0, self._impl.dimension), dtype=np.float32)
         vectors = self._impl.embed(texts, batch_size)
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-class EmbedderError(RagError, RuntimeError):
-    """The embedder cannot be loaded or prepared; the message says what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,7 +595,6 @@ def _discard(folder: Path) -> None:
 
 __all__ = [
     "BACKENDS",
-    "DEFAULT_BACKEND",
     "EmbedBackend",
     "Embedder",
     "EmbedderError",

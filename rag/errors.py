@@ -1,4 +1,4 @@
-"""Errors a user can act on. The CLI prints their message without a traceback."""
+"""Every error a user can act on, in one place. The CLI prints their message without a traceback."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ class EmbedderMismatch(RagError):
     """The index was built by a different embedder than the one configured."""
 
 
+class EmbedderError(RagError, RuntimeError):
+    """The embedder cannot be loaded or prepared."""
+
+
 class EmptyIndex(RagError):
     """A search or question on an index with no articles."""
 
@@ -21,3 +25,18 @@ class IndexBusy(RagError):
 
 class IndexFormatError(RagError):
     """The index was written by a newer version of rag, or is not an index at all."""
+
+
+class ModelError(RagError):
+    """A model cannot be found, verified, prepared or loaded."""
+
+
+class UnsupportedFile(RagError):
+    """The file is of a kind no parser reads; ``str(e)`` is the reason shown to users.
+
+    Deliberately not a ValueError: callers report these files as skipped, not failed.
+    """
+
+
+class UnreadableFile(RagError, ValueError):
+    """The file could not be opened or read (permissions, a folder, a vanished file)."""

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.errors import RagError
+from rag.errors import ModelError
 from rag.feedback import byte_progress, timed_status
 from rag.quiet import quiet_transformers
+from rag.settings import DEFAULT_MODEL
 
 # Loading must never try a model hub: these machines have no route to one, and a silent download
 # attempt would turn a missing file into a long hang. huggingface_hub reads these when it is first
@@ -75,7 +76,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 PREPARED_FILE = "prepared.json"
 # Bumped when the layout of a prepared folder changes, so older folders are prepared again.
 # Not bumped for the per-file checksums in prepared.json: the converted files themselves did not
@@ -86,10 +86,6 @@ _BLOCK = 8 * 1024 * 1024
 # Tokens that end an assistant turn in the chat formats of the models we ship (ChatML for Qwen and
 # SmolLM2) and of the usual other families, in case a user points us at their own GGUF.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
-
-
-class ModelError(RagError):
-    """A model cannot be found, verified, prepared or loaded; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ import numpy as np
 
 from rag.index import VectorIndex
 from rag.lexical import LexicalIndex
+from rag.settings import FusionMethod
 from rag.store import Store
-from rag.types import FusionMethod, Passage
+from rag.types import Passage
 
 
 @dataclass(frozen=True)

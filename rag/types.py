@@ -9,7 +9,7 @@ whose :class:`Citation` objects each point at one passage.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,3 @@ class Retry:
     """How many passages the model reads this time."""
     withdrawn: str
     """The first attempt's text, as the model wrote it."""
-
-
-FusionMethod = Literal["rrf", "weighted", "dense", "lexical"]

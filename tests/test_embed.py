@@ -65,7 +65,7 @@ def _export_folder(home: Path) -> Path:
 def test_settings_offer_the_backends_the_embedder_has() -> None:
     annotation = Settings.model_fields["embed_backend"].annotation
     assert set(typing.get_args(annotation)) == set(BACKENDS)
-    assert Settings().embed_backend == embed_mod.DEFAULT_BACKEND
+    assert Settings().embed_backend == "onnx-int8"
 
 
 def test_backends_agree(onnx: Embedder, fp32: Embedder) -> None:

@@ -26,6 +26,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from rag.errors import UnreadableFile, UnsupportedFile
 from rag.parsers import html, jsonl, markdown, scraped, text
 from rag.parsers.common import decode_bytes, path_text
 from rag.types import Document, FileFailure
@@ -40,17 +41,6 @@ __all__ = [
     "read_file",
     "supported_suffixes",
 ]
-
-
-class UnsupportedFile(Exception):
-    """The file is of a kind no parser reads; ``str(e)`` is the reason shown to users.
-
-    Deliberately not a ValueError: callers report these files as skipped, not failed.
-    """
-
-
-class UnreadableFile(ValueError):
-    """The file could not be opened or read (permissions, a folder, a vanished file)."""
 
 
 _SUFFIXES: frozenset[str] = (
