@@ -35,7 +35,7 @@ from benchmarks.common import SQUAD, BenchContext, current_index, median
 from rag import RAG
 from rag.embed import Embedder, load_sentence_transformer, resolve_embedder_path
 from rag.evaluate import EvalSet, evaluate, load_squad
-from rag.ingest import _embed as ingest_embed
+from rag.ingest import embed_texts
 from rag.passages import split_passages
 from rag.settings import DEFAULT_EMBEDDER, Settings
 
@@ -127,7 +127,7 @@ def _speed(
     def ours_run() -> np.ndarray:
         with Progress(disable=True) as progress:
             task = progress.add_task("Embedding", total=len(passages))
-            return ingest_embed(ours, passages, settings.batch_size, progress, task)
+            return embed_texts(ours, passages, settings.batch_size, progress, task)
 
     # Once each first, untimed: warms caches and allocators, and compares the vectors.
     cosine = np.sum(plain_run() * ours.embed(paragraphs), axis=1)

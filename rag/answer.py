@@ -13,9 +13,16 @@ import time
 from collections.abc import Iterable, Iterator
 
 from rag.cite import ABSTAIN_TEXT, check_answer
-from rag.errors import RagError
 from rag.generate import Generation, Generator
-from rag.prompt import Templates, answer_messages, fit_question, rewrite_messages, trim_to_tokens
+from rag.prompt import (
+    Templates,
+    answer_messages,
+    fit_question,
+    require_question,
+    rewrite_messages,
+    trim_to_tokens,
+)
+from rag.settings import default
 from rag.types import Answer, Passage, Retry
 
 # One reading of the passages: yields the model's text pieces, returns the checked Answer.
@@ -68,9 +75,9 @@ def stream_answer(
     *,
     max_prompt_tokens: int,
     max_new_tokens: int,
-    temperature: float = 0.0,
-    stop_penalty: float = 0.0,
-    best_first: bool = False,
+    temperature: float = default("temperature"),
+    stop_penalty: float = default("stop_penalty"),
+    best_first: bool = default("best_first"),
     timings: dict[str, float] | None = None,
 ) -> Iterator[str | Retry | Answer]:
     """Yield the model's text pieces as generated, then the checked :class:`Answer`.
@@ -78,17 +85,15 @@ def stream_answer(
     With ``best_first``, the model first reads the best passage alone; only if that answer is
     declined or unsupported is it asked again with all the passages, announced by a
     :class:`Retry` in the stream (the pieces before it are withdrawn). A small model given
-    distractors beside the paragraph that answers too often answers from a distractor; on the
-    100 SQuAD tune questions this raised answers containing the gold answer from 0.74 to 0.81
-    and answers citing the gold paragraph from 0.83 to 0.89, and 11 of the 100 needed the
-    second reading.
+    distractors beside the paragraph that answers too often answers from a distractor (the
+    effect on SQuAD is in BENCHMARKS.md).
 
-    An empty question is a :class:`RagError`. One too long for the prompt budget is cut (with a
-    warning, see :func:`rag.prompt.fit_question`); the answer is then checked against the part the
-    model read, while ``Answer.question`` keeps the question as asked.
+    An empty question is a :class:`~rag.errors.EmptyQuestion`. One too long for the prompt
+    budget is cut (with a warning, see :func:`rag.prompt.fit_question`); the answer is then
+    checked against the part the model read, while ``Answer.question`` keeps the question as
+    asked.
     """
-    if not question.strip():
-        raise RagError("The question is empty.")
+    require_question(question)
     timings = dict(timings or {})
     if not passages:
         timings["total"] = timings.get("retrieval", 0.0)
@@ -183,8 +188,7 @@ def standalone_question(
     A long question is returned as it is (see :data:`REWRITE_MAX_TOKENS`); a long previous
     question is cut to that length, which keeps its subject.
     """
-    if not question.strip():
-        raise RagError("The question is empty.")
+    require_question(question)
     if generator.count_tokens(question) > REWRITE_MAX_TOKENS:
         return question
     previous = trim_to_tokens(previous, REWRITE_MAX_TOKENS, generator.count_tokens)

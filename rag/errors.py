@@ -40,3 +40,14 @@ class UnsupportedFile(RagError):
 
 class UnreadableFile(RagError, ValueError):
     """The file could not be opened or read (permissions, a folder, a vanished file)."""
+
+
+class NoIndex(EmptyIndex):
+    """A reading command was pointed at a folder that holds no index (a typo, or none yet).
+
+    An :class:`EmptyIndex` too: such a folder has no articles, and nothing is created in it.
+    """
+
+
+class EmptyQuestion(RagError):
+    """A search or question with no words in it."""

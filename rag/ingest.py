@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from rag.embed import Embedder
 from rag.feedback import progress_bar
@@ -35,14 +35,13 @@ from rag.parsers import (
 )
 from rag.parsers.common import path_text, resolved
 from rag.passages import split_passages
-from rag.settings import Settings
+from rag.settings import default
 from rag.store import Store, StoredFile, document_hash, text_hash
 from rag.types import Document, FileFailure, IngestReport
 
 # Passages embedded per commit: small enough that an interruption loses little,
 # large enough that commits don't dominate.
 COMMIT_EVERY = 512
-MAX_FILE_MB: float = Settings.model_fields["max_file_mb"].default
 _MB = 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def scan(
     report: IngestReport,
     progress: Progress,
     *,
-    max_file_mb: float = MAX_FILE_MB,
+    max_file_mb: float = default("max_file_mb"),
 ) -> list[FileChange]:
     """Find what changed: parse new and modified files, count unchanged ones.
 
@@ -201,11 +200,11 @@ def ingest(
     embedder: Callable[[], Embedder],
     rebuild: Callable[[], object],
     *,
-    batch_size: int = 32,
-    max_passage_tokens: int = 256,
+    batch_size: int = default("batch_size"),
+    max_passage_tokens: int = default("max_passage_tokens"),
     console: Console | None = None,
-    show_progress: bool = True,
-    max_file_mb: float = MAX_FILE_MB,
+    show_progress: bool = default("progress"),
+    max_file_mb: float = default("max_file_mb"),
 ) -> IngestReport:
     """Bring the store up to date with ``paths`` (files and folders).
 
@@ -221,14 +220,17 @@ def ingest(
         changes = scan(paths, store, report, progress, max_file_mb=max_file_mb)
         log.info("%d files to add, update or remove", len(changes))
         if changes:
-            model = embedder()
-            limit = min(max_passage_tokens, model.max_tokens)
+            loading = time.perf_counter()
+            model = embedder()  # the first time, this may export the embedder (once per machine)
+            report.embedder_seconds = time.perf_counter() - loading
             for change in changes:
                 change.pieces = [
-                    [split_passages(p.text, model.count_tokens, limit) for p in doc.paragraphs]
+                    split_for(model, [p.text for p in doc.paragraphs], max_passage_tokens)
                     for doc, _ in change.write
                 ]
+            writing = time.perf_counter()
             _embed_and_write(changes, store, model, batch_size, report, progress)
+            report.embed_seconds = time.perf_counter() - writing
     if changes:
         log.info("building the search indexes")
         with console.status("Building the search indexes…") if show_progress else nullcontext():
@@ -273,7 +275,9 @@ def _embed_and_write(
         log.info(
             "group %d: embedding %d passages of %d files", number, len(group_hashes), len(group)
         )
-        vectors = _embed(model, [texts_of[h] for h in group_hashes], batch_size, progress, task)
+        vectors = embed_texts(
+            model, [texts_of[h] for h in group_hashes], batch_size, progress, task
+        )
         with store.transaction():
             store.put_embeddings(group_hashes, vectors)
             for item in group:
@@ -290,15 +294,26 @@ def _embed_and_write(
         group, group_hashes = [], []
 
 
-def _embed(
-    model: Embedder, texts: list[str], batch_size: int, progress: Progress, task: int
+def split_for(model: Embedder, texts: list[str], max_passage_tokens: int) -> list[list[str]]:
+    """Each text (a paragraph) cut into the passages ``model`` reads whole."""
+    limit = min(max_passage_tokens, model.max_tokens)
+    return [split_passages(text, model.count_tokens, limit) for text in texts]
+
+
+def embed_texts(
+    model: Embedder,
+    texts: list[str],
+    batch_size: int,
+    progress: Progress | None = None,
+    task: TaskID | None = None,
 ) -> np.ndarray:
-    """Embed in slices so the bar moves while a large group is worked on."""
+    """Embed in slices so that a bar (when given) moves while a large group is worked on."""
     parts = []
     step = max(batch_size * 4, 1)
     for i in range(0, len(texts), step):
         parts.append(model.embed(texts[i : i + step], batch_size))
-        progress.advance(task, len(texts[i : i + step]))
+        if progress is not None and task is not None:
+            progress.advance(task, len(texts[i : i + step]))
     if not parts:
         return np.zeros((0, model.info.dimension), dtype=np.float32)
     return np.vstack(parts)
@@ -308,10 +323,10 @@ def reembed(
     store: Store,
     model: Embedder,
     *,
-    batch_size: int = 32,
-    max_passage_tokens: int = 256,
+    batch_size: int = default("batch_size"),
+    max_passage_tokens: int = default("max_passage_tokens"),
     console: Console | None = None,
-    show_progress: bool = True,
+    show_progress: bool = default("progress"),
 ) -> int:
     """Re-split and re-embed every paragraph with ``model`` (after changing the embedder).
 
@@ -319,16 +334,16 @@ def reembed(
     interruption leaves the index as it was, still usable with the old embedder.
     """
     console = console or Console(stderr=True)
-    limit = min(max_passage_tokens, model.max_tokens)
+    paragraphs = store.paragraph_texts()
+    split = split_for(model, [text for _, text in paragraphs], max_passage_tokens)
     passages = {
-        paragraph_id: split_passages(text, model.count_tokens, limit)
-        for paragraph_id, text in store.paragraph_texts()
+        paragraph_id: parts for (paragraph_id, _), parts in zip(paragraphs, split, strict=True)
     }
     texts_of = {text_hash(part): part for parts in passages.values() for part in parts}
     hashes = list(texts_of)
     with progress_bar(console, show_progress) as progress:
         task = progress.add_task("Embedding", total=len(hashes))
-        vectors = _embed(model, [texts_of[h] for h in hashes], batch_size, progress, task)
+        vectors = embed_texts(model, [texts_of[h] for h in hashes], batch_size, progress, task)
     with store.transaction():
         store.replace_all_passages(passages)
         store.put_embeddings(hashes, vectors)

@@ -16,6 +16,8 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from rag.settings import default
+
 _STEMMER = Stemmer.Stemmer("english")
 # Bumped when what is indexed changes, so indexes built by an older version are rebuilt.
 FORMAT = 2
@@ -33,14 +35,13 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 class BM25Params:
     """BM25's term-frequency saturation (k1) and length normalisation (b).
 
-    The defaults are lower than the textbook 1.5 / 0.75: news paragraphs are
-    short, and with b = 0.75 a short paragraph that mentions a word once
-    outranks the long one that is about it. Measured on SQuAD with the BBC
-    corpus as distractors (benchmarks/retrieval.py): recall@5 0.940 -> 0.947.
+    The defaults (settings ``bm25_k1``, ``bm25_b``) are lower than the textbook 1.5 / 0.75:
+    news paragraphs are short, and with b = 0.75 a short paragraph that mentions a word once
+    outranks the long one that is about it (recall on SQuAD with BBC distractors: BENCHMARKS.md).
     """
 
-    k1: float = 1.0
-    b: float = 0.4
+    k1: float = default("bm25_k1")
+    b: float = default("bm25_b")
 
 
 class LexicalIndex:

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from rag.cite import sanitize_passage_text
-from rag.errors import RagError
+from rag.errors import EmptyQuestion, RagError
 from rag.types import Passage
 
 TEMPLATE_FILES = ("system", "user", "passage", "rewrite", "examples")
@@ -108,6 +108,12 @@ def load_templates(folder: Path | None = None) -> Templates:
             raise RagError(f"Prompt template {name}.txt is missing from {where}.") from exc
         texts[name] = text.strip("\n")
     return Templates(**texts)
+
+
+def require_question(question: str) -> None:
+    """:class:`EmptyQuestion` unless ``question`` has something to search for."""
+    if not question.strip():
+        raise EmptyQuestion("The question is empty.")
 
 
 def defuse_control_tokens(text: str) -> str:

@@ -4,10 +4,10 @@ Both retrievers rank passages (a long paragraph is several passages); the
 fused ranking is folded into paragraphs, each scored by its best passage,
 because the paragraph is what a user reads and cites.
 
-Fusion methods, measured on SQuAD (see ``benchmarks/retrieval.py``):
-``weighted`` blends min-max-normalised scores over the union of candidates,
-with every candidate scored by both retrievers; ``rrf`` is reciprocal rank
-fusion, which only sees ranks and so cannot tell a near-tie from a landslide.
+Fusion methods (compared on SQuAD in BENCHMARKS.md): ``weighted`` blends
+min-max-normalised scores over the union of candidates, with every candidate
+scored by both retrievers; ``rrf`` is reciprocal rank fusion, which only sees
+ranks and so cannot tell a near-tie from a landslide.
 """
 
 from __future__ import annotations
@@ -19,21 +19,34 @@ import numpy as np
 
 from rag.index import VectorIndex
 from rag.lexical import LexicalIndex
-from rag.settings import FusionMethod
+from rag.settings import FusionMethod, Settings, default
 from rag.store import Store
-from rag.types import Passage
+from rag.types import Filters, Passage
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    k: int = 5
-    fusion: FusionMethod = "weighted"
-    dense_weight: float = 0.5
-    rrf_k: int = 60
-    candidates: int = 100
+    """How one search ranks: the retrieval settings of the same names."""
+
+    k: int = default("k")
+    fusion: FusionMethod = default("fusion")
+    dense_weight: float = default("dense_weight")
+    rrf_k: int = default("rrf_k")
+    candidates: int = default("candidates")
+
+    @classmethod
+    def of(cls, settings: Settings) -> SearchOptions:
+        # Fusion needs at least k candidates from each side to return k paragraphs.
+        return cls(
+            k=settings.k,
+            fusion=settings.fusion,
+            dense_weight=settings.dense_weight,
+            rrf_k=settings.rrf_k,
+            candidates=max(settings.candidates, settings.k),
+        )
 
 
-def rrf(rankings: list[np.ndarray], k: int = 60) -> dict[int, float]:
+def rrf(rankings: list[np.ndarray], k: int = default("rrf_k")) -> dict[int, float]:
     """Reciprocal rank fusion: sum of 1 / (k + rank) over the rankings an id appears in."""
     fused: dict[int, float] = {}
     for ranking in rankings:
@@ -99,18 +112,20 @@ class Retriever:
         self,
         query: str,
         options: SearchOptions,
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        filters: Filters | None = None,
     ) -> list[Passage]:
-        """The top ``options.k`` paragraphs, best first, each once.
+        """The top ``options.k`` paragraphs, best first, each once, among ``filters``' articles.
 
         Paragraphs with the very same text (an article stored twice) are shown
         once, under the better-ranked copy.
         """
         allowed = None
-        if source or since or until:
-            allowed = self.store.filtered_passage_ids(source, since, until)
+        if filters is not None and filters.active:
+            allowed = self.store.filtered_passage_ids(
+                filters.source,
+                filters.since.isoformat() if filters.since else None,
+                filters.until.isoformat() if filters.until else None,
+            )
         scores = self.passage_scores(query, options, allowed)
         if not scores:
             return []

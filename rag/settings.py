@@ -1,8 +1,10 @@
 """Every setting of the project, defined once.
 
-The CLI derives its options from these fields (with the descriptions as help
-text) and ``RAG_*`` environment variables override the defaults, so a setting
-is never declared twice. ``RAG(index, **settings)`` takes the same names.
+The CLI derives its options from these fields (name, type, bounds, description as help
+text) and ``RAG_*`` environment variables override the defaults, so a setting is never
+declared twice; the HTTP server and ``RAG(index, **settings)`` take the same names and
+validate them the same way. Components take their values from here: a keyword default
+that is a setting reads it with :func:`default`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The choices of the settings below, defined here once; modules that take one of these values
@@ -18,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 EmbedBackend = Literal["onnx-int8", "torch"]
 GeneratorBackend = Literal["transformers", "llama.cpp"]
 FusionMethod = Literal["weighted", "rrf", "dense", "lexical"]
+LogLevel = Literal["warning", "info", "debug"]
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
@@ -29,9 +32,24 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_assignment=True)
 
     # --- where things live -------------------------------------------------
+    index: Path = Field(
+        default=Path("index"),
+        description=(
+            "Index folder: the SQLite database of the articles and the FAISS and BM25 indexes "
+            "derived from it. Only ingest creates one."
+        ),
+    )
     home: Path = Field(
         default=Path("~/.cache/rag").expanduser(),
-        description="Folder for prepared models and other caches (RAG_HOME).",
+        description="Folder for prepared models and other caches.",
+    )
+    log_level: LogLevel = Field(
+        default="warning",
+        description=(
+            "How much rag reports on stderr about its work: 'info' names each stage (files "
+            "found, each group embedded and committed, indexes published), 'debug' adds "
+            "detail; other libraries' messages stay quiet."
+        ),
     )
 
     # --- ingest and indexing -----------------------------------------------
@@ -45,9 +63,10 @@ class Settings(BaseSettings):
     embed_backend: EmbedBackend = Field(
         default="onnx-int8",
         description=(
-            "How the embedder runs: 'onnx-int8' (exported once under RAG_HOME, int8 weights; "
-            "about 3.5x faster on a CPU, recall within 0.01) or 'torch' (sentence-transformers in "
-            "fp32). Indexes remember it: changing it means rag rebuild --reembed."
+            "How the embedder runs: 'onnx-int8' (exported once under RAG_HOME, int8 weights: "
+            "several times faster on a CPU, with nearly the same recall) or 'torch' "
+            "(sentence-transformers in fp32). Indexes remember it: changing it means "
+            "rag rebuild --reembed."
         ),
     )
     batch_size: int = Field(
@@ -133,18 +152,17 @@ class Settings(BaseSettings):
         ge=1,
         le=20,
         description=(
-            "Most paragraphs given to the model. 3 by default: the best paragraph is among "
-            "the top 3 for 93% of SQuAD questions (96% at 5), and small models pick the wrong "
-            "paragraph more often with more distractors."
+            "Most paragraphs given to the model. Few by default: the paragraph that answers "
+            "is nearly always among the first three, and a small model picks the wrong "
+            "paragraph more often with more distractors beside it."
         ),
     )
     best_first: bool = Field(
         default=True,
         description=(
             "Let the model read the best paragraph alone first, and all 'passages' only when "
-            "that answer is declined or unsupported. A small model given distractors beside "
-            "the paragraph that answers too often answers from a distractor: on 100 SQuAD "
-            "questions, answers with the gold answer went from 0.74 to 0.81."
+            "that answer is declined or unsupported: a small model given distractors beside "
+            "the paragraph that answers too often answers from a distractor."
         ),
     )
     max_new_tokens: int = Field(
@@ -173,8 +191,25 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         default=None,
         ge=1,
-        description="CPU threads for torch and the embedder (default: all cores).",
+        description="CPU threads for the model and the embedder (default: one per core).",
     )
+
+
+def problems(error: ValidationError) -> dict[str, str]:
+    """Each field that failed and pydantic's reason, in words a user can act on.
+
+    Settings and filters are validated by pydantic wherever they come from (the CLI, ``RAG_*``
+    variables, ``RAG(**settings)``, the HTTP server), so each is held to the same bounds and
+    types; this is how the CLI and the server name what was wrong.
+    """
+    found: dict[str, str] = {}
+    for item in error.errors(include_url=False):
+        name = ".".join(str(part) for part in item["loc"]) or "value"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "not a setting"
+        found.setdefault(name, message)
+    return found
 
 
 def default(name: str) -> Any:

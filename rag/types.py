@@ -8,8 +8,11 @@ whose :class:`Citation` objects each point at one passage.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,15 @@ class IngestReport:
     embedded: int = 0
     """Passages whose text had to be embedded (new texts only)."""
     seconds: float = 0.0
+    """The whole run: reading files, loading the embedder, embedding, building the indexes."""
+    embedder_seconds: float = 0.0
+    """Of which loading the embedder; the first run on a machine also exports it (once)."""
+    embed_seconds: float = 0.0
+    """Of which embedding the paragraphs and committing them: what paragraphs/s is over."""
 
     @property
     def paragraphs_per_second(self) -> float:
-        return self.paragraphs / self.seconds if self.seconds > 0 else 0.0
+        return self.paragraphs / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,3 +179,49 @@ class Retry:
     """How many passages the model reads this time."""
     withdrawn: str
     """The first attempt's text, as the model wrote it."""
+
+
+class Filters(BaseModel):
+    """Which articles a search may draw from: by source path and by publication date.
+
+    Dates are ISO dates, inclusive; an article without a date is left out when a date is given.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str | None = Field(
+        default=None,
+        description="Only articles whose path matches this glob ('business/*', '*.md').",
+    )
+    since: dt.date | None = Field(
+        default=None, description="Only articles published on or after this date (YYYY-MM-DD)."
+    )
+    until: dt.date | None = Field(
+        default=None, description="Only articles published on or before this date (YYYY-MM-DD)."
+    )
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> object:
+        # Only an ISO date: pydantic alone would also take a number as seconds since 1970.
+        if value is None or isinstance(value, dt.date):
+            return value
+        text = str(value).strip()
+        try:
+            return dt.date.fromisoformat(text[:10] if len(text) > 10 else text)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a date; give it as YYYY-MM-DD, e.g. 2024-01-31"
+            ) from None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Filters:
+        if self.since and self.until and self.since > self.until:
+            raise ValueError(
+                f"since ({self.since}) is after until ({self.until}): no article could match"
+            )
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.source or self.since or self.until)

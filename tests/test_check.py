@@ -120,7 +120,6 @@ def _garbage_faiss(folder: Path) -> None:
 DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
     # name: (damage, failing check, words in its detail)
     "derived folder deleted": (_drop_derived, "search indexes", "missing"),
-    "interrupted ingest": (_stale, "search indexes", "generation"),
     "embeddings lost": (_lose_embedding, "passages", "without an embedding"),
     "paragraph without passages": (_bare_paragraph, "passages", "without passages"),
     "extra FAISS vector": (_extra_vector, "vectors", "for no stored passage"),
@@ -144,6 +143,22 @@ def test_damage_is_found_and_repaired(index: Path, name: str) -> None:
     assert result.exit_code == 0, result.output
     assert "repaired: rebuilt the FAISS and BM25 indexes" in result.output
     assert check(index).exit_code == 0
+    with RAG(index, progress=False) as rag:
+        assert rag.search(QUESTION, k=1)[0].paragraph == 10
+
+
+def test_an_interrupted_ingest_is_brought_up_to_date_not_failed(index: Path) -> None:
+    """A kill after a commit leaves the database ahead of its search indexes: nothing is
+    damaged, so check publishes them (as the next search would) and says so."""
+    _stale(index)
+    result = check(index, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and not report["repaired"]
+    (step,) = report["brought_up_to_date"]
+    assert "published the search indexes of database generation" in step
+    result = check(index)
+    assert result.exit_code == 0 and "brought up to date" not in result.output
     with RAG(index, progress=False) as rag:
         assert rag.search(QUESTION, k=1)[0].paragraph == 10
 
