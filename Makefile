@@ -32,6 +32,7 @@ run: install
 lint: install
 	$(BIN)/ruff check rag tests benchmarks
 	$(BIN)/ruff format --check rag tests benchmarks
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format rag tests benchmarks
@@ -41,7 +42,7 @@ test: install lint
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python benchmarks/retrieval.py --distractors
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) $(INDEX)/rag.sqlite* $(INDEX)/derived $(INDEX)/lock

@@ -3,6 +3,7 @@
 python -m benchmarks                  # everything (about an hour on 2 cores)
 python -m benchmarks --quick          # small sizes, few repeats: a smoke run
 python -m benchmarks --only search    # one area; other figures in latest.json are kept
+python -m benchmarks --only quality --model qwen2.5-coder-0.5b   # another generator
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import ModuleType
 from benchmarks.common import RESULTS, BenchContext, machine
 
 # In the order they run; each is benchmarks/<name>.py with KEYS and run(ctx).
-MODULES = ("embed", "search", "answer", "quality")
+MODULES = ("embed", "search", "retrieval", "answer", "quality")
 
 
 def load(name: str) -> ModuleType:
@@ -41,10 +42,14 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench"))
     parser.add_argument("--repeats", type=int, default=None, help="runs per timed figure")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--model", help="answer with this preset instead of the default")
     args = parser.parse_args()
 
     ctx = BenchContext(
-        quick=args.quick, workdir=args.workdir, repeats=args.repeats or (2 if args.quick else 5)
+        quick=args.quick,
+        workdir=args.workdir,
+        repeats=args.repeats or (2 if args.quick else 5),
+        model=args.model,
     )
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     results: dict[str, object] = dict(previous.get("results", {}))

@@ -41,6 +41,8 @@ class BenchContext:
     quick: bool = False
     workdir: Path = Path("/tmp/rag-bench")
     repeats: int = 5
+    model: str | None = None
+    """A generator preset other than the default, for the areas that answer (``--model``)."""
     log: Callable[[str], None] = field(default=print)
 
     def folder(self, name: str) -> Path:

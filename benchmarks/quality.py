@@ -4,6 +4,10 @@ A speed change may not cost quality, so every full benchmark run measures it
 again with the same code ``rag eval`` uses (fixed seed, retrieval over every
 SQuAD tune paragraph), for the default backend and, when llama-cpp-python is
 installed, for the llama.cpp backend too: its speed figures stand next to these.
+``--model NAME`` measures another preset instead (its figures carry its name).
+
+    .venv/bin/python -m benchmarks --only quality
+    .venv/bin/python -m benchmarks --only quality --model qwen2.5-coder-0.5b
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from benchmarks.answer import llama_cpp_installed
 from benchmarks.common import SQUAD, BenchContext
 from rag import RAG
 from rag.evaluate import evaluate, load_squad
-from rag.settings import Settings
+from rag.models import PRESETS
+from rag.settings import DEFAULT_MODEL
 
 # The llama.cpp backend's figures go under the same keys with this suffix.
 LLAMACPP = "_llamacpp_backend"
@@ -39,23 +44,34 @@ FIGURES = {
         "median seconds per answer (retrieval, prompt and generation)",
     ),
 }
+# Another preset's figures (``--model``) go under the same keys with the preset's name.
+OTHER_MODELS = [name for name in PRESETS if name != DEFAULT_MODEL]
+
 KEYS = {
     "quality_model": "generator the answer figures below were measured with",
     "quality_n": "questions answered",
     **{key: about for key, (_, about) in FIGURES.items()},
     **{f"{key}{LLAMACPP}": "the same, backend llama.cpp" for key in FIGURES},
+    **{f"{key}_{model}": f"the same, model {model}" for model in OTHER_MODELS for key in FIGURES},
 }
 
 
 def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
-    model = Settings().model
+    """The default model with each installed backend; with ``--model``, that model only."""
+    model = ctx.model or DEFAULT_MODEL
     folder = ctx.folder("quality")
     squad = load_squad(SQUAD, folder)
     n = 10 if ctx.quick else 100
-    figures: dict[str, float | int | str | None] = {"quality_model": model}
-    backends = {"transformers": ""} | ({"llama.cpp": LLAMACPP} if llama_cpp_installed() else {})
+    figures: dict[str, float | int | str | None] = {}
+    if model == DEFAULT_MODEL:
+        figures["quality_model"] = model
+        backends = {"transformers": ""}
+        if llama_cpp_installed():
+            backends["llama.cpp"] = LLAMACPP
+    else:
+        backends = {"transformers": f"_{model}"}
     for backend, suffix in backends.items():
-        with RAG(folder / "index", progress=False, backend=backend) as rag:
+        with RAG(folder / "index", progress=False, backend=backend, model=model) as rag:
             result = evaluate(rag, squad, limit=n, seed=0)
         figures["quality_n"] = result.metrics["n"]
         figures |= {

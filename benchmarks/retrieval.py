@@ -1,97 +1,92 @@
-"""Retrieval quality on SQuAD v1.1 (tuning half of dev): paragraph recall@1 and @5.
+"""Retrieval quality on SQuAD v1.1 (tuning half of dev): paragraph recall@1, @5 and MRR.
 
-Each SQuAD article becomes one article (its title, its paragraphs in order);
-a question's gold paragraph is the one its answers come from. With
-``--distractors``, the whole BBC News corpus is added to the same index and the
-figures are measured again.
+Each SQuAD article becomes one article (its title, its paragraphs in order); a question's
+gold paragraph is the one its answers come from. Every question (5,397; ``--quick`` the
+first 500) is searched with the default settings and with each fusion method; then over a
+second index that also holds the whole BBC News corpus, as distractors, with the default
+settings, and the ingest rate of the BBC corpus is reported (both indexes are kept in the
+work folder, so a rerun embeds nothing and reports no rate).
 
-    .venv/bin/python benchmarks/retrieval.py                      # default settings
-    .venv/bin/python benchmarks/retrieval.py --sweep              # compare fusion settings
-    .venv/bin/python benchmarks/retrieval.py --distractors        # + the whole BBC corpus
-
-The index is kept in --workdir, so a second run only re-reads it.
+    .venv/bin/python -m benchmarks --only retrieval
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
+from typing import Any
 
+from benchmarks.common import BBC, SQUAD, BenchContext
 from rag import RAG
 from rag.evaluate import evaluate, load_squad
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SQUAD = SHARED / "squad" / "squad-v1.1-dev-tune.json"
-BBC = SHARED / "bbc-news"
+QUICK_QUESTIONS = 500
+
+# Label in the keys -> retrieval settings for the search.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "lexical": {"fusion": "lexical"},
+    "dense": {"fusion": "dense"},
+    "rrf": {"fusion": "rrf"},
+    **{f"weighted_w{int(w * 10)}": {"fusion": "weighted", "dense_weight": w} for w in (0.3, 0.7)},
+}
+
+KEYS = {
+    "retrieval_questions": "SQuAD tune questions searched",
+    "retrieval_recall1": "paragraph recall@1, RAG.search defaults (weighted fusion)",
+    "retrieval_recall5": "paragraph recall@5, defaults",
+    "retrieval_mrr": "mean reciprocal rank of the gold paragraph (top 20), defaults",
+    **{f"retrieval_recall5_{label}": f"recall@5, {label} fusion settings" for label in CONFIGS},
+    "retrieval_recall1_bbc": "recall@1 with the whole BBC corpus in the same index",
+    "retrieval_recall5_bbc": "recall@5 with the whole BBC corpus in the same index",
+    "retrieval_recall5_bbc_delta": "recall@5 with BBC minus without (distractors' cost)",
+    "ingest_bbc_pps": "paragraphs/s embedding the BBC corpus into the index (when it was added)",
+}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/rag-bench/squad"))
-    parser.add_argument("--distractors", action="store_true", help="add the BBC corpus too")
-    parser.add_argument("--sweep", action="store_true", help="compare fusion settings")
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N questions")
-    args = parser.parse_args()
+def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
+    folder = ctx.folder("retrieval")
+    squad = load_squad(SQUAD, folder / "corpus")
+    if ctx.quick:
+        squad.questions = squad.questions[:QUICK_QUESTIONS]
+    figures: dict[str, float | int | str | None] = {"retrieval_questions": len(squad.questions)}
+    # Two indexes, each kept between runs: SQuAD alone, and SQuAD with the BBC corpus.
+    with RAG(folder / "squad", progress=False, create=True) as rag:
+        rag.ingest(squad.corpus)
+        vectors = embed_questions(rag, [q.question for q in squad.questions])
 
-    squad = load_squad(SQUAD, args.workdir)
-    if args.limit:
-        squad.questions = squad.questions[: args.limit]
-    questions = squad.questions
-
-    rag = RAG(args.workdir / "index", progress=False)
-    report = rag.ingest(squad.corpus)
-    print(
-        f"SQuAD ingest: {report.added} added, {report.unchanged} unchanged, "
-        f"{report.paragraphs} paragraphs in {report.seconds:.1f} s"
-    )
-    # Embed all questions in one batch, so the sweep measures fusion, not the embedder.
-    started = time.perf_counter()
-    texts = sorted({q.question for q in questions})
-    cache = dict(zip(texts, rag.embedder.embed(texts, batch_size=64), strict=True))
-    print(f"embedded {len(texts)} questions in {time.perf_counter() - started:.1f} s")
-
-    configs: dict[str, dict] = {"default": {}}
-    if args.sweep:
-        configs |= {
-            "lexical": {"fusion": "lexical"},
-            "dense": {"fusion": "dense"},
-            "rrf k=60": {"fusion": "rrf", "rrf_k": 60},
-        }
-        configs |= {
-            f"weighted w={w}": {"fusion": "weighted", "dense_weight": w}
-            for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-        }
-
-    def run(label: str) -> dict[str, float]:
-        rag.retriever.embed_query = cache.__getitem__
-        at5 = {}
-        for name, options in configs.items():
-            m = evaluate(
+        def recall(**options: Any) -> dict[str, Any]:
+            rag.retriever.embed_query = vectors.__getitem__
+            return evaluate(
                 rag, squad, retrieval_only=True, search_options=options, ingest=False
             ).metrics
-            at5[name] = m["recall@5"]
-            print(
-                f"{label:>10} {name:<16} recall@1 {m['recall@1']:.4f}  "
-                f"recall@5 {m['recall@5']:.4f}  mrr {m['mrr']:.4f}  "
-                f"{m['retrieval_p50_s'] * 1e3:.1f} ms/question (p50, n={m['n']})",
-                flush=True,
-            )
-        return at5
 
-    base = run("SQuAD")
-    if args.distractors:
+        default = recall()
+        figures |= {
+            "retrieval_recall1": default["recall@1"],
+            "retrieval_recall5": default["recall@5"],
+            "retrieval_mrr": default["mrr"],
+        }
+        for label, options in CONFIGS.items():
+            figures[f"retrieval_recall5_{label}"] = recall(**options)["recall@5"]
+            ctx.log(f"{label}: recall@5 {figures[f'retrieval_recall5_{label}']:.4f}")
+
+    with RAG(folder / "squad-bbc", progress=False, create=True) as rag:
+        rag.ingest(squad.corpus)
+        started = time.perf_counter()
         report = rag.ingest([BBC])
-        print(
-            f"BBC ingest: {report.added} added, {report.unchanged} unchanged, "
-            f"{report.paragraphs} paragraphs in {report.seconds:.1f} s "
-            f"({report.paragraphs_per_second:.1f} paragraphs/s)"
-        )
-        with_bbc = run("SQuAD+BBC")
-        for name, value in base.items():
-            print(f"{name:<16} recall@5 change with BBC distractors: {with_bbc[name] - value:+.4f}")
-    print(f"index: {rag.info().articles} articles, {rag.info().paragraphs} paragraphs")
+        ctx.log(f"BBC ingest: {report.added} added in {time.perf_counter() - started:.0f} s")
+        figures["ingest_bbc_pps"] = report.paragraphs_per_second if report.embedded else None
+        rag.retriever.embed_query = vectors.__getitem__
+        with_bbc = evaluate(rag, squad, retrieval_only=True, ingest=False).metrics
+    figures |= {
+        "retrieval_recall1_bbc": with_bbc["recall@1"],
+        "retrieval_recall5_bbc": with_bbc["recall@5"],
+        "retrieval_recall5_bbc_delta": with_bbc["recall@5"] - default["recall@5"],
+    }
+    return figures
 
 
-if __name__ == "__main__":
-    main()
+def embed_questions(rag: RAG, questions: list[str]) -> dict[str, Any]:
+    """Every question embedded once, in batches, so that the configurations compare fusion,
+    not the embedder's speed."""
+    texts = sorted(set(questions))
+    return dict(zip(texts, rag.embedder.embed(texts, batch_size=64), strict=True))

@@ -6,8 +6,9 @@ on first use, and once: opening an index to look at it costs nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +213,7 @@ class RAG:
         )
 
     # --- ingest --------------------------------------------------------------------
-    def ingest(self, paths: str | Path | list[str | Path]) -> IngestReport:
+    def ingest(self, paths: str | Path | Sequence[str | Path]) -> IngestReport:
         """Add or update the articles in ``paths`` (files and folders, read recursively)."""
         if isinstance(paths, str | Path):
             paths = [paths]
@@ -300,6 +301,11 @@ class RAG:
         """
         if self._retriever is not None and self._retriever_generation == self.store.generation:
             return self._retriever
+        if published_generation(self.store) == self.store.generation:
+            # Up to date: opened without the write lock, so that reading touches no file.
+            derived = load_published(self.folder, self.store, self._bm25())
+            if derived is not None and derived.generation == self.store.generation:
+                return self._use(derived)
         if self.lock.try_acquire():
             try:
                 derived = load_published(self.folder, self.store, self._bm25())
@@ -402,8 +408,8 @@ class RAG:
         k: int | None = None,
         *,
         source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        since: str | dt.date | None = None,
+        until: str | dt.date | None = None,
         **options: Any,
     ) -> list[Passage]:
         """The ``k`` paragraphs that best match ``question``, best first.
@@ -416,7 +422,7 @@ class RAG:
         Values are validated as settings and :class:`~rag.types.Filters` are.
         """
         require_question(question)
-        filters = Filters(source=source, since=since, until=until)
+        filters = Filters.model_validate({"source": source, "since": since, "until": until})
         unknown = set(options) - SEARCH_OVERRIDES
         if unknown:
             raise RagError(
@@ -503,8 +509,8 @@ class RAG:
         k: int | None = None,
         *,
         source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
+        since: str | dt.date | None = None,
+        until: str | dt.date | None = None,
     ) -> Iterator[str | Retry | Answer]:
         """Answer ``question``: yields text pieces as the model writes them, then the Answer.
 

@@ -86,7 +86,7 @@ def _option_for(model: type[BaseModel], name: str) -> inspect.Parameter:
     an option, a ``RAG_*`` variable and ``RAG(**settings)`` are held to the same rules.
     """
     field = model.model_fields[name]
-    annotation = field.annotation
+    annotation: Any = field.annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         # "int | None" in Settings: the option itself takes an int.
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))

@@ -29,13 +29,13 @@ import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
+from rag.feedback import progress_bar
 from rag.types import Answer, Passage
 
 if TYPE_CHECKING:  # pandas is an optional dependency (the "eval" extra)
@@ -247,8 +247,8 @@ def load_questions(path: str | Path) -> EvalSet:
     for number, item in enumerate(items, start=1):
         if not isinstance(item, dict) or not str(item.get("question", "")).strip():
             raise RagError(f"{path}: question {number} has no 'question' field.")
-        answers = item.get("answers", item.get("answer", []))
-        answers = (answers,) if isinstance(answers, str) else tuple(answers)
+        given = item.get("answers", item.get("answer", []))
+        answers = (given,) if isinstance(given, str) else tuple(given or ())
         answerable = bool(item.get("answerable", True))
         if answerable and not answers:
             raise RagError(f"{path}: question {number} has no 'answers' (or answerable: false).")
@@ -431,9 +431,8 @@ def evaluate(
             rag.generator  # noqa: B018 - loading on first use is the point
 
     records: list[EvalRecord] = []
-    progress = _progress(rag) if rag.settings.progress else nullcontext()
-    with progress as bar:
-        task = bar.add_task("Evaluating", total=len(questions)) if bar else None
+    with progress_bar(rag.console, rag.settings.progress) as bar:
+        task = bar.add_task("Evaluating", total=len(questions))
         for q in questions:
             started = time.perf_counter()
             passages = rag.search(q.question, k=depth, **(search_options or {}))
@@ -457,32 +456,10 @@ def evaluate(
             records.append(record)
             if on_record:
                 on_record(record)
-            if bar:
-                bar.advance(task)
+            bar.advance(task)
     gold_known = {id(q) for q in questions if q.has_gold}
     with_gold = [r for r, q in zip(records, questions, strict=True) if id(q) in gold_known]
     return EvalResult(summarize(records, with_gold, recall_at), records)
-
-
-def _progress(rag: RAG) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=rag.console,
-        transient=False,
-    )
 
 
 def summarize(

@@ -18,37 +18,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import faiss
+import faiss as faiss_module
 import numpy as np
 
 from rag.lexical import BM25Params, LexicalIndex
 from rag.store import Store
 
-# Up to this many vectors, search is exact (IndexFlatIP); above it, an inverted-file
-# index (IndexIVFFlat) compares the query with the vectors of the lists nearest it.
-# Measured on 2 busy cores (benchmarks/search.py: real MiniLM vectors of SQuAD and BBC
-# passages plus near-duplicates, SQuAD questions as queries, one thread per query): an
-# exact query costs ~10 ms at 100k vectors and ~130 ms at 1M, so ~5 ms here; IVF answers
-# in ~0.6 ms at 100k and ~5 ms at 1M, recall@10 against exact search 0.981 and 0.992.
-# HNSW (M=32, efConstruction=40) was measured too and rejected: at 100k it needed
-# efSearch=256 for recall@10 0.972 (0.64 ms) where IVF gives 0.981 in 0.54 ms, its build
-# took 42 s against IVF's 18 s, and a filter (IDSelector) makes its graph walk miss.
+# faiss's bundled stubs (generated from SWIG) lack much of what is used here: DirectMap, the
+# id maps and inverted lists, search parameters with selectors. Read through Any instead.
+faiss: Any = faiss_module
+
+# The figures behind these choices are in BENCHMARKS.md ("Measurements behind the defaults").
+# Up to this many vectors, search is exact (IndexFlatIP): cheap enough, and no training. Above
+# it, an inverted-file index (IndexIVFFlat) compares the query with the vectors of the lists
+# nearest it. HNSW was rejected: it needed a wide search for the same recall, built slower,
+# and a filter (IDSelector) makes its graph walk miss.
 EXACT_MAX_VECTORS = 50_000
-# IVF lists: about 4 * sqrt(n), a power of two (1,024 at 100k, 4,096 at 1M). At 1M,
-# 2,048 lists searched by 32 gave recall@10 0.961; 4,096 searched by 32 gave 0.988
-# while comparing half as many vectors.
+# IVF lists: about 4 * sqrt(n), a power of two: more, smaller lists gave better recall while
+# comparing fewer vectors.
 IVF_LISTS_PER_SQRT = 4
-# Lists searched per query: 2 * sqrt(lists), at least 16 (64 of 1,024, 128 of 4,096).
-# Recall@10 (@100): 100k, 64 of 1,024 lists, 0.981 (0.972); 1M, 128 of 4,096, 0.992
-# (0.993). Half as many lists at 1M gave 0.993 in a trial with longer k-means training,
-# but real passages without near-duplicates spread their neighbours over more lists:
-# on the 12k real ones alone (256 lists), 32 searched give 0.966 and 16 give 0.940.
+# Lists searched per query: 2 * sqrt(lists), at least 16. Real passages, without the
+# near-duplicates of the benchmark collections, spread their neighbours over more lists, so
+# fewer probes lose recall there first.
 IVF_PROBES_PER_SQRT = 2
 IVF_MIN_PROBES = 16
-# k-means training: 39 vectors per list (faiss's minimum) and 5 iterations; measured at
-# 100k with 1,024 lists, recall@10 0.983 against 0.979 for 64 vectors x 10 iterations, in
-# a third of the time (5.5 s against 17 s). Building the 1M index takes ~140 s.
+# k-means training: 39 vectors per list (faiss's minimum) and 5 iterations: as good as more
+# of either, in a fraction of the time.
 IVF_TRAIN_PER_LIST = 39
 IVF_TRAIN_ITERATIONS = 5
 
@@ -59,8 +56,8 @@ def ivf_lists(n: int) -> int:
     A power of two near ``IVF_LISTS_PER_SQRT * sqrt(n)``, but never so many that
     k-means has fewer than ``IVF_TRAIN_PER_LIST`` vectors per list to train on.
     """
-    wanted = 2 ** round(math.log2(IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1))))
-    trainable = 2 ** int(math.log2(max(n // IVF_TRAIN_PER_LIST, 1)))
+    wanted: int = 2 ** round(math.log2(IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1))))
+    trainable: int = 2 ** int(math.log2(max(n // IVF_TRAIN_PER_LIST, 1)))
     return max(1, min(wanted, trainable))
 
 
@@ -73,8 +70,8 @@ def ivf_probes(lists: int) -> int:
 def _one_thread() -> Iterator[None]:
     """Run FAISS on one thread: for a single query, OpenMP threads cost more than they save.
 
-    Measured on 2 cores with other work running: an exact query over 12k vectors took
-    0.7 ms on one thread and 43 ms on two (the threads wait for each other's cores).
+    On 2 cores with other work running, two threads wait for each other's cores: many times
+    slower than one.
     """
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
@@ -168,7 +165,7 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         """Every passage id in the index (in no particular order)."""
         if self._ivf is None:
-            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            return np.asarray(faiss.vector_to_array(self.index.id_map), dtype=np.int64)
         lists = self._ivf.invlists
         parts = [
             faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
@@ -183,7 +180,7 @@ class VectorIndex:
         if len(ids) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         try:
-            return self.index.reconstruct_batch(ids)
+            return np.asarray(self.index.reconstruct_batch(ids), dtype=np.float32)
         except RuntimeError as error:
             raise KeyError(f"a passage id is not in the vector index ({error})") from None
 

@@ -249,7 +249,7 @@ def _embed_and_write(
     progress: Progress,
 ) -> None:
     """Embed new passage texts and write each group of files in one transaction."""
-    texts_of = {}
+    texts_of: dict[str, str] = {}
     for change in changes:
         for pieces in change.pieces:
             for parts in pieces:

@@ -7,6 +7,7 @@ is strongest, which is why search uses both.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ import Stemmer
 from rag.settings import default
 
 _STEMMER = Stemmer.Stemmer("english")
+# bm25s sets its own logger to DEBUG when imported, so any catch-all handler (Python adds one
+# the first time anything logs a warning on the root logger) prints every index it builds.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 # Bumped when what is indexed changes, so indexes built by an older version are rebuilt.
 FORMAT = 2
 
@@ -26,9 +30,10 @@ FORMAT = 2
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stop-worded, stemmed tokens (``LexicalIndex.build`` asks bm25s for the
     same tokens as ids)."""
-    return bm25s.tokenize(
+    tokens: list[list[str]] = bm25s.tokenize(
         texts, stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
     )
+    return tokens
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class LexicalIndex:
             return cls(None, ids, params)
         retriever = bm25s.BM25(k1=params.k1, b=params.b)
         # Token ids rather than strings: the same index, built a third faster (bm25s would
-        # turn strings back into ids; measured on 20k passages, 3.6 s -> 2.4 s).
+        # turn strings back into ids).
         corpus = bm25s.tokenize(
             texts, stopwords="en", stemmer=_STEMMER, return_ids=True, show_progress=False
         )
@@ -200,9 +205,9 @@ class LexicalScores:
         """Rows that may be among the top ``k``: every row scoring at least the k-th best
         score among the documents holding the query's rarest words.
 
-        The top k must score that much, and few other rows do. At 1M passages a
-        median SQuAD question has a word in ~230k rows; ranking them all took 2.6-5
-        ms, this 0.5 ms, for the same top 100 (benchmarks/search.py collections).
+        The top k must score that much, and few other rows do: at a million passages a
+        common question word is in a fifth of them, and ranking all of those costs several
+        times as much as this, for the same top k.
         """
         rare = self.index.holding_rarest(self.tokens, k) if k > 0 else None
         if rare is None:

@@ -254,7 +254,8 @@ def _parse(text: str, default: datetime, fuzzy: bool) -> datetime:
     with warnings.catch_warnings():
         # An unknown zone name yields a naive time plus a warning; the naive time is what we want.
         warnings.simplefilter("ignore")
-        return date_parser.parse(text, default=default, fuzzy=fuzzy, tzinfos=_TZINFOS)
+        parsed: datetime = date_parser.parse(text, default=default, fuzzy=fuzzy, tzinfos=_TZINFOS)
+        return parsed
 
 
 def normalize_date(text: str) -> str | None:
