@@ -14,9 +14,9 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
-import Stemmer
 
-_STEMMER = Stemmer.Stemmer("english")
+from rag.stemming import STEMMER as _STEMMER
+
 # Bumped when what is indexed changes, so indexes built by an older version are rebuilt.
 FORMAT = 2
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rag.parsers import read_file
-from rag.passages import split_passages, split_sentences
+from rag.passages import split_passages
+from rag.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = "000_a385e70649e5e390.txt"
