@@ -61,6 +61,33 @@ def test_split_sentences(text: str, expected: list[str] | None) -> None:
     assert split_sentences(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # One splitter serves passages and answers (rag.sentences): the rules of both hold.
+        (
+            "The buyer was Amazon Inc. The deal closed in May.",
+            ["The buyer was Amazon Inc.", "The deal closed in May."],
+        ),
+        (
+            "It is based in the U.S. It employs 300 people.",
+            ["It is based in the U.S.", "It employs 300 people."],
+        ),
+        # A letter after an apostrophe or an ampersand is no initial.
+        ("Ask at St Mary's. Then go.", ["Ask at St Mary's.", "Then go."]),
+        ("MCI trails AT&T. Consolidation goes on.", ["MCI trails AT&T.", "Consolidation goes on."]),
+        # An abbreviation at the end of a hyphenated name is still one.
+        ("He joined Trinity-St. Paul's Church. It is old.", None),
+        ("See fig. 3 for details. Then stop.", ["See fig. 3 for details.", "Then stop."]),
+        ("It rose 5%. [1] Then it fell.", ["It rose 5%.", "[1] Then it fell."]),
+    ],
+)
+def test_split_sentences_shared_rules(text: str, expected: list[str] | None) -> None:
+    if expected is None:
+        expected = ["He joined Trinity-St. Paul's Church.", "It is old."]
+    assert split_sentences(text) == expected
+
+
 def test_short_text_is_one_passage() -> None:
     text = "A short paragraph. With two sentences."
     assert split_passages(text, words, 256) == [text]
