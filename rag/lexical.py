@@ -15,14 +15,14 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
-import Stemmer
 
 from rag.settings import default
+from rag.stemming import STEMMER as _STEMMER
 
-_STEMMER = Stemmer.Stemmer("english")
 # bm25s sets its own logger to DEBUG when imported, so any catch-all handler (Python adds one
 # the first time anything logs a warning on the root logger) prints every index it builds.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
+
 # Bumped when what is indexed changes, so indexes built by an older version are rebuilt.
 FORMAT = 2
 

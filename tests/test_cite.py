@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from rag.cite import (
@@ -181,122 +185,51 @@ def test_is_refusal_false(text: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# support
+# support: the table of cases in tests/data/support_cases.jsonl
+
+SUPPORT_CASES = Path(__file__).parent / "data" / "support_cases.jsonl"
 
 
-def test_support_accepts_faithful_sentence() -> None:
-    score = support("Microsoft invested $1 billion in OpenAI in 2019 [1].", MICROSOFT)
-    assert score >= DEFAULT_THRESHOLD
-    assert score == pytest.approx(1.0)
+def support_cases() -> list[Any]:
+    """The rows of the table, paragraphs named ``@NAME`` resolved, each with its why as id."""
+    rows = [json.loads(line) for line in SUPPORT_CASES.read_text("utf-8").splitlines() if line]
+    named = {row["define"]: row["text"] for row in rows if "define" in row}
+    cases = [row for row in rows if "sentence" in row]
+    for row in cases:
+        if row["paragraph"].startswith("@"):
+            row["paragraph"] = named[row["paragraph"][1:]]
+    return [pytest.param(row, id=f"{i + 1}: {row['why'][:60]}") for i, row in enumerate(cases)]
 
 
-def test_support_meets_irregular_past_forms() -> None:
-    # SQuAD tune: the model's right answer was rejected because "began" never met "begin".
-    paragraph = (
-        "The advent of digital television in the 2000s allowed stations like WTRF-TV in "
-        "Wheeling, West Virginia to begin airing ABC programming on a digital subchannel."
+@pytest.mark.parametrize("case", support_cases())
+def test_support_case(case: dict[str, Any]) -> None:
+    assert case["expected"] in ("supported", "unsupported")
+    score = support(
+        case["sentence"],
+        case["paragraph"],
+        title=case.get("title", ""),
+        published=case.get("published"),
+        question=case.get("question", ""),
     )
-    sentence = "WTRF-TV in Wheeling began airing ABC programming on a digital subchannel."
-    assert support(sentence, paragraph) >= DEFAULT_THRESHOLD
-    assert support("Shares rose 5% [1].", "Shares rise 5% on good news.") >= DEFAULT_THRESHOLD
-    # A wrong name still sinks it, irregular verb or not.
-    wrong = "WKST-TV in Wheeling began airing ABC programming on a digital subchannel."
-    assert support(wrong, paragraph) < DEFAULT_THRESHOLD
+    if case["expected"] == "supported":
+        assert score >= DEFAULT_THRESHOLD, case["why"]
+    else:
+        assert score < DEFAULT_THRESHOLD, case["why"]
+    strict = case.get("score")
+    if strict == "= 1":
+        assert score == pytest.approx(1.0)
+    elif strict == "= 0":
+        assert score == 0.0
+    elif strict == "< 0.5":
+        assert score < 0.5
+    else:
+        assert strict is None, f"unknown score check {strict!r}"
 
 
-def test_support_rejects_wrong_number() -> None:
-    # Every other term is right; the figure alone must sink it.
-    score = support("Microsoft invested $5 billion in OpenAI in 2019 [1].", MICROSOFT)
-    assert score < DEFAULT_THRESHOLD
-
-
-def test_support_rejects_number_absent_from_paragraph() -> None:
-    # "this year" in the paragraph is not "2023": a year it does not state is unsupported.
-    assert support("Microsoft invested $10 billion in OpenAI in 2023.", MICROSOFT) < 0.5
-
-
-def test_support_resolves_relative_years_by_publication_date() -> None:
-    sentence = "Microsoft invested $10 billion in OpenAI in 2023."
-    assert support(sentence, MICROSOFT, published="2023-09-25T09:55:00-04:00") >= 0.75
-    assert support(sentence, MICROSOFT, published="2021-01-01") < 0.5
-    assert support("Microsoft invested $1 billion in OpenAI in 2023.", MICROSOFT) < 0.5
-
-
-def test_support_rejects_wrong_name() -> None:
-    assert support("Google invested $1 billion in OpenAI [1].", MICROSOFT) < DEFAULT_THRESHOLD
-
-
-def test_support_rejects_wrong_relation() -> None:
-    # Names and year all match, but the paragraph says nothing about suing.
-    assert support("Microsoft sued OpenAI in 2019.", MICROSOFT) < DEFAULT_THRESHOLD
-
-
-YUAN = (
-    "When Yesün Temür died in Shangdu in 1328, Tugh Temür was recalled to Khanbaliq by the "
-    "Qipchaq commander El Temür."
-)
 POLO = (
     "The first recorded travels by Europeans to China and back date from this time. The most "
     "famous traveler of the period was the Venetian Marco Polo."
 )
-
-
-def test_support_folds_accents_in_names() -> None:
-    # Models drop diacritics when they copy a name; the name is still the same.
-    assert support("Yesun Temur died in Shangdu in 1328.", YUAN) >= DEFAULT_THRESHOLD
-    assert support("Yesun Temur died in Beijing in 1328.", YUAN) < DEFAULT_THRESHOLD
-
-
-def test_support_does_not_check_words_that_restate_the_question() -> None:
-    question = "Who was the first known European to visit China and return?"
-    sentence = "Marco Polo was the first known European to visit China and return."
-    assert support(sentence, POLO) < DEFAULT_THRESHOLD  # "known", "visit", "return" absent
-    assert support(sentence, POLO, question=question) >= DEFAULT_THRESHOLD
-    # The claim itself (the name) is still checked.
-    wrong = "Ibn Battuta was the first known European to visit China and return."
-    assert support(wrong, POLO, question=question) < DEFAULT_THRESHOLD
-
-
-def test_restating_the_question_alone_is_still_checked() -> None:
-    # With nothing but the question's words, those words are the claim.
-    question = "Did researchers liquefy air?"
-    assert support("Researchers liquefied air.", POLO, question=question) < DEFAULT_THRESHOLD
-
-
-def test_a_question_word_opening_the_answer_is_not_a_name() -> None:
-    paragraph = "By the late 19th century scientists realized that air could be liquefied."
-    question = "By what century did researchers see that they could liquefy air?"
-    sentence = "Researchers saw that they could liquefy air in the 19th century [1]."
-    assert support(sentence, paragraph) < DEFAULT_THRESHOLD
-    assert support(sentence, paragraph, question=question) >= DEFAULT_THRESHOLD
-
-
-def test_question_words_do_not_excuse_a_wrong_relation() -> None:
-    question = "How much did Microsoft invest in OpenAI?"
-    assert support("Microsoft sued OpenAI in 2019.", MICROSOFT, question=question) < 0.75
-    sentence = "Microsoft invested $1 billion in OpenAI in 2019."
-    assert support(sentence, MICROSOFT, question=question) >= DEFAULT_THRESHOLD
-
-
-def test_support_reads_ordinals_the_paragraph_spells_out() -> None:
-    paragraph = "The tenth series will introduce Pearl Mackie as Bill, the newest companion."
-    assert support("Pearl Mackie joins in the 10th series.", paragraph) >= DEFAULT_THRESHOLD
-    assert support("Pearl Mackie joins in the 11th series.", paragraph) < DEFAULT_THRESHOLD
-
-
-def test_a_first_name_the_question_gave_is_excused_when_the_surname_is_found() -> None:
-    paragraph = "Manning finished the year with a career-low 67.9 passer rating."
-    question = "What was Peyton Manning's passer rating for the season?"
-    sentence = "Peyton Manning's passer rating for the season was 67.9."
-    assert support(sentence, paragraph) < DEFAULT_THRESHOLD
-    assert support(sentence, paragraph, question=question) >= DEFAULT_THRESHOLD
-    # A wrong figure, or a first name the question did not give, is still a miss.
-    wrong = "Peyton Manning's passer rating for the season was 56.6."
-    assert support(wrong, paragraph, question=question) < DEFAULT_THRESHOLD
-    other = "Eli Manning's passer rating for the season was 67.9."
-    assert support(other, paragraph, question=question) < DEFAULT_THRESHOLD
-    # A name of the question with nothing of it in the paragraph is no claim it supports.
-    assert support(sentence, "Brady finished with a 67.9 rating.", question=question) < 0.75
 
 
 def test_check_answer_uses_the_question() -> None:
@@ -305,55 +238,6 @@ def test_check_answer_uses_the_question() -> None:
     assert check_answer(raw, [passage(POLO)]).abstained
     checked = check_answer(raw, [passage(POLO)], question=question)
     assert not checked.abstained and checked.citations[0].supported
-
-
-@pytest.mark.parametrize(
-    ("sentence", "paragraph"),
-    [
-        ("Microsoft made a $10bn investment in OpenAI.", MICROSOFT),
-        ("Microsoft invested 1 billion dollars in OpenAI.", MICROSOFT),
-        ("Amazon plans to invest up to 4 billion dollars in Anthropic.", AMAZON),
-        ("Acme cut 1000 jobs.", "Acme cut 1,000 jobs last week."),
-        ("Acme shares fell 10%.", "Shares of Acme fell 10 percent on Tuesday."),
-        ("Acme earned $2.5 million.", "Acme earned $2,500,000 in the quarter."),
-        ("Acme earned $2.5 million.", "Acme earned $2.5m in the quarter."),
-        ("Acme hired three engineers.", "Acme hired 3 engineers."),
-    ],
-)
-def test_support_normalises_numbers(sentence: str, paragraph: str) -> None:
-    assert support(sentence, paragraph) >= DEFAULT_THRESHOLD
-
-
-def test_support_percent_is_not_a_plain_number() -> None:
-    assert support("Acme shares fell 10%.", "Acme shares fell on 10 March.") < DEFAULT_THRESHOLD
-
-
-def test_support_matches_names_case_insensitively_and_with_possessives() -> None:
-    sentence = "Microsoft is bringing OpenAI's technology into consumer products such as Bing."
-    assert support(sentence, MICROSOFT) >= DEFAULT_THRESHOLD
-    assert support("AMAZON invested in ANTHROPIC.", MICROSOFT) >= DEFAULT_THRESHOLD
-
-
-def test_support_stems_content_words() -> None:
-    # "invests" ~ "investment" ~ "invested".
-    assert support("Amazon invests in Anthropic.", MICROSOFT) >= DEFAULT_THRESHOLD
-
-
-def test_support_finds_acronyms_inside_and_for_names() -> None:
-    assert support("The AI push by Microsoft includes Bing.", MICROSOFT) >= DEFAULT_THRESHOLD
-    assert support("AWS hosts Claude.", "Amazon Web Services hosts Claude.") >= DEFAULT_THRESHOLD
-
-
-def test_support_can_find_names_in_the_title() -> None:
-    paragraph = "The company will invest up to $4 billion in the startup."
-    sentence = "Amazon will invest up to $4 billion in Anthropic."
-    assert support(sentence, paragraph) < DEFAULT_THRESHOLD
-    title = "Amazon to invest up to $4 billion in Anthropic"
-    assert support(sentence, paragraph, title=title) >= DEFAULT_THRESHOLD
-
-
-def test_support_of_sentence_without_key_terms_is_zero() -> None:
-    assert support("It is what it is.", MICROSOFT) == 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -679,17 +563,6 @@ def test_threshold_is_adjustable(passages: list[Passage]) -> None:
     assert not check_answer(raw, passages, threshold=0.5).abstained
     # A wrong figure fails at any threshold.
     assert check_answer(raw.replace("$1", "$2"), passages, threshold=0.0).abstained
-
-
-def test_support_finds_a_spelled_out_name_by_its_acronym() -> None:
-    paragraph = (
-        "As part of the deal, AWS will become the “primary” cloud provider for Anthropic, "
-        "the companies said."
-    )
-    spelled = "Amazon Web Services (AWS) will become the primary cloud provider for Anthropic."
-    assert support(spelled, paragraph) >= DEFAULT_THRESHOLD
-    wrong = "Google Cloud will become the primary cloud provider for Anthropic."
-    assert support(wrong, paragraph) < DEFAULT_THRESHOLD
 
 
 def test_a_wrong_citation_is_repointed_to_the_passage_that_supports_it() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rag.parsers import read_file
-from rag.passages import split_passages, split_sentences
+from rag.passages import split_passages
+from rag.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = "000_a385e70649e5e390.txt"
@@ -57,6 +58,33 @@ def sample_text() -> str:
 def test_split_sentences(text: str, expected: list[str] | None) -> None:
     if expected is None:
         expected = ["He lives at No. 10 Downing St. now.", "She said no.", "Fine."]
+    assert split_sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # One splitter serves passages and answers (rag.sentences): the rules of both hold.
+        (
+            "The buyer was Amazon Inc. The deal closed in May.",
+            ["The buyer was Amazon Inc.", "The deal closed in May."],
+        ),
+        (
+            "It is based in the U.S. It employs 300 people.",
+            ["It is based in the U.S.", "It employs 300 people."],
+        ),
+        # A letter after an apostrophe or an ampersand is no initial.
+        ("Ask at St Mary's. Then go.", ["Ask at St Mary's.", "Then go."]),
+        ("MCI trails AT&T. Consolidation goes on.", ["MCI trails AT&T.", "Consolidation goes on."]),
+        # An abbreviation at the end of a hyphenated name is still one.
+        ("He joined Trinity-St. Paul's Church. It is old.", None),
+        ("See fig. 3 for details. Then stop.", ["See fig. 3 for details.", "Then stop."]),
+        ("It rose 5%. [1] Then it fell.", ["It rose 5%.", "[1] Then it fell."]),
+    ],
+)
+def test_split_sentences_shared_rules(text: str, expected: list[str] | None) -> None:
+    if expected is None:
+        expected = ["He joined Trinity-St. Paul's Church.", "It is old."]
     assert split_sentences(text) == expected
 
 

@@ -1,0 +1,229 @@
+"""Scoring an answer sentence against a paragraph: is what it asserts in there?
+
+A lexical check, not a model: numbers and names the sentence asserts must all be in the
+paragraph, and most of its content words too (see :func:`support`). It is cheap, explainable and
+strict about exactly what small models get wrong: a figure, a name, a year.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rag.cite.terms import (
+    NUMBER_WORDS,
+    WORD_RE,
+    Number,
+    Question,
+    Terms,
+    acronyms,
+    extract_terms,
+    find_numbers,
+    norm_word,
+    normalise,
+    stem_match,
+)
+from rag.stemming import stem
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Assessment",
+    "ParagraphIndex",
+    "assess",
+    "index_paragraph",
+    "merge",
+    "support",
+    "supports",
+]
+
+DEFAULT_THRESHOLD = 0.75
+"""Least :func:`support` score for a paragraph to support a sentence.
+
+With names or numbers in the sentence (all of which must be found) the score is
+``0.5 + 0.5 * content share``, so 0.75 means at least half of the content words
+must be in the paragraph; a sentence with no name or number needs three in four
+of its content words, since nothing else anchors it to the paragraph.
+"""
+
+# A hard miss (a number or name the paragraph lacks) halves the public score so
+# that it reads as clearly unsupported; the verdict itself ignores the score then.
+_HARD_MISS_FACTOR = 0.5
+
+_RELATIVE_YEARS = {"last year": -1, "this year": 0, "next year": 1}
+
+
+@dataclass
+class ParagraphIndex:
+    """A paragraph (plus its title, for names) prepared for repeated lookups."""
+
+    words: set[str]
+    stems: set[str]
+    numbers: list[Number]
+    name_words: set[str]
+    name_stems: set[str]
+    raw_tokens: set[str]
+    acronyms: set[str]
+
+
+def _relative_years(text: str, published: str | None) -> list[Number]:
+    """Years a news paragraph names relatively ("this year"), resolved by its date.
+
+    A paragraph of an article from September 2023 that says "this year" supports
+    an answer sentence that says "in 2023".
+    """
+    if not published or not published[:4].isdigit():
+        return []
+    year = int(published[:4])
+    lowered = text.lower()
+    return [
+        Number(float(year + offset), False)
+        for phrase, offset in _RELATIVE_YEARS.items()
+        if phrase in lowered
+    ]
+
+
+def index_paragraph(
+    paragraph: str, title: str = "", published: str | None = None
+) -> ParagraphIndex:
+    """Prepare ``paragraph`` (with its article's ``title`` and date) for :func:`assess`."""
+    text = normalise(paragraph)
+    numbers, words_text = find_numbers(text, bare_words=True)
+    numbers = [*numbers, *_relative_years(text, published)]
+    tokens = [norm_word(t) for t in WORD_RE.findall(words_text)]
+    named_text = normalise(f"{title}\n{paragraph}") if title else text
+    name_tokens = [norm_word(t) for t in WORD_RE.findall(named_text)]
+    return ParagraphIndex(
+        words=set(tokens),
+        stems={stem(t) for t in tokens},
+        numbers=numbers,
+        name_words=set(name_tokens),
+        name_stems={stem(t) for t in name_tokens},
+        raw_tokens=set(WORD_RE.findall(named_text)),
+        acronyms=acronyms(named_text),
+    )
+
+
+def merge(indexes: list[ParagraphIndex]) -> ParagraphIndex:
+    """One index over several paragraphs (a sentence may combine facts from two)."""
+    merged = ParagraphIndex(set(), set(), [], set(), set(), set(), set())
+    for index in indexes:
+        merged.words |= index.words
+        merged.stems |= index.stems
+        merged.numbers.extend(index.numbers)
+        merged.name_words |= index.name_words
+        merged.name_stems |= index.name_stems
+        merged.raw_tokens |= index.raw_tokens
+        merged.acronyms |= index.acronyms
+    return merged
+
+
+def _number_found(number: Number, index: ParagraphIndex) -> bool:
+    for other in index.numbers:
+        if number.percent and not other.percent:
+            continue
+        if math.isclose(number.value, other.value, rel_tol=1e-9, abs_tol=1e-9):
+            return True
+    return False
+
+
+def _name_found(name: str, index: ParagraphIndex) -> bool:
+    lowered = norm_word(name)
+    if lowered in index.name_words or stem_match(stem(lowered), index.name_stems):
+        return True
+    if name.isupper() and 2 <= len(name) <= 6:
+        # An acronym may sit inside a name ("AI" in "OpenAI") or stand for one.
+        return lowered in index.acronyms or any(name in token for token in index.raw_tokens)
+    return False
+
+
+def _content_found(word: str, index: ParagraphIndex) -> bool:
+    if word in index.words or stem_match(stem(word), index.stems):
+        return True
+    value = NUMBER_WORDS.get(word)
+    return value is not None and any(n.value == value for n in index.numbers)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    score: float
+    """Public score: coverage, halved when a number or name is missing."""
+    coverage: float
+    hard_miss: bool
+    terms: int
+
+
+def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
+    """How much of what ``terms`` assert the indexed paragraph contains."""
+    if terms.count == 0:
+        return Assessment(0.0, 0.0, False, 0)
+    hard_total = len(terms.numbers) + len(terms.names)
+    numbers_found = sum(_number_found(n, index) for n in terms.numbers)
+    # A name spelled out in the answer ("Amazon Web Services") is found when the
+    # paragraph uses its acronym ("AWS").
+    by_acronym = {
+        norm_word(name)
+        for run in terms.spelled
+        for i in range(len(run) - 1)
+        for j in range(i + 2, len(run) + 1)
+        if "".join(name[0] for name in run[i:j]).lower() in index.name_words
+        for name in run[i:j]
+    }
+    found = {norm_word(n) for n in terms.names if _name_found(n, index)} | by_acronym
+    # A paragraph names a person once in full and then by surname ("Manning finished the
+    # year..."): a part of a name that the question gave is excused when the rest of that
+    # name is found. Names the question did not give are never excused, so "Eli Manning"
+    # is still no answer from a paragraph about Peyton.
+    found |= {
+        word
+        for run in terms.spelled
+        if any(norm_word(n) in found for n in run)
+        for word in map(norm_word, run)
+        if word in terms.asked_names
+    }
+    names_found = sum(norm_word(n) in found for n in terms.names)
+    content_found = sum(_content_found(w, index) for w in terms.content)
+    hard_share = (numbers_found + names_found) / hard_total if hard_total else None
+    content_share = content_found / len(terms.content) if terms.content else None
+    if hard_share is not None and content_share is not None:
+        coverage = 0.5 * hard_share + 0.5 * content_share
+    else:
+        coverage = hard_share if hard_share is not None else content_share or 0.0
+    hard_miss = numbers_found < len(terms.numbers) or names_found < len(terms.names)
+    score = coverage * _HARD_MISS_FACTOR if hard_miss else coverage
+    return Assessment(score, coverage, hard_miss, terms.count)
+
+
+def supports(assessment: Assessment, threshold: float) -> bool:
+    """The verdict: something to check, no hard miss, and a score at ``threshold`` or above."""
+    return assessment.terms > 0 and not assessment.hard_miss and assessment.score >= threshold
+
+
+def support(
+    sentence: str,
+    paragraph: str,
+    *,
+    title: str = "",
+    published: str | None = None,
+    question: str = "",
+) -> float:
+    """Share of the sentence's key terms found in the paragraph, in 0..1.
+
+    Key terms are figures (normalised: "$1 billion" = "$1bn" = "1 billion",
+    "1,000" = "1000", "10 percent" = "10%"), names (capitalised words, matched
+    case-insensitively with possessives removed; an acronym also matches the
+    initials of a name or sits inside one, "AI" in "OpenAI") and content words
+    (stopwords removed, compared by stem (:mod:`rag.stemming`) and by stem prefix,
+    so "invested" ~ "investment" ~ "investor"). Figures and names together count half,
+    content words half; a sentence with only one kind is scored on that kind alone.
+
+    A missing figure or name halves the score: such a sentence never counts as
+    supported (see :func:`rag.cite.check_answer`), whatever the threshold. ``title``, when
+    given, is searched for names only, since a paragraph often says "the
+    company" where its article's title names it. A sentence with no key terms
+    scores 0 (it asserts nothing a paragraph could support). ``published`` (the
+    article's ISO date) resolves "this year", "last year" and "next year".
+    Words the sentence shares with ``question`` are not checked when it asserts
+    something besides them (a restated question is not a claim).
+    """
+    terms = extract_terms(sentence, Question.of(question))
+    return assess(terms, index_paragraph(paragraph, title, published)).score

@@ -1,0 +1,325 @@
+"""What a sentence asserts: its figures, its names and its content words.
+
+Both sides of the support check are read here: an answer sentence (:func:`extract_terms`) and,
+through the same normalisation, the paragraph it cites (:mod:`rag.cite.scoring`). Figures are
+normalised ("$1 billion" = "$1bn" = "1 billion", "10 percent" = "10%"), names are capitalised
+words (case-folded, possessives and accents removed), and content words are what remains after
+the stopwords, compared by stem.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Set
+from dataclasses import dataclass
+
+from rag.cite.markers import strip_markers
+from rag.stemming import stem
+from rag.wordlists import word_map, word_set
+
+__all__ = [
+    "META_WORDS",
+    "NUMBER_WORDS",
+    "STOPWORDS",
+    "WORD_RE",
+    "Number",
+    "Question",
+    "Terms",
+    "acronyms",
+    "extract_terms",
+    "find_numbers",
+    "fold_accents",
+    "norm_word",
+    "normalise",
+    "stem_match",
+]
+
+_DATA = "rag.cite"
+
+META_WORDS = word_set(_DATA, "data/meta-words.txt")
+"""Words about the passages and the answer itself ("passage", "based", "answer")."""
+
+STOPWORDS = META_WORDS | word_set(
+    _DATA,
+    "data/function-words.txt",
+    "data/discourse-words.txt",
+    "data/reporting-words.txt",
+    "data/labelling-verbs.txt",
+    "data/company-suffixes.txt",
+    "data/currency-words.txt",
+)
+"""Words that assert nothing checkable; each list's file says why it is one."""
+
+MONTHS = word_map(_DATA, "data/months.txt")
+NUMBER_WORDS = {
+    word: int(value) for word, value in word_map(_DATA, "data/number-words.txt").items()
+}
+ORDINAL_WORDS = {word: int(value) for word, value in word_map(_DATA, "data/ordinals.txt").items()}
+
+SCALES = {
+    "thousand": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "mln": 1e6,
+    "mn": 1e6,
+    "m": 1e6,
+    "billion": 1e9,
+    "bln": 1e9,
+    "bn": 1e9,
+    "b": 1e9,
+    "trillion": 1e12,
+    "tn": 1e12,
+    "t": 1e12,
+}
+
+# A figure: optional currency, digits (with thousands commas or decimals), then
+# an optional percent or scale ("$1 billion", "$1bn", "10bn", "1,000", "4.5%").
+# Single-letter scales only when glued on ("$1B", "10m"), since "5 m" is rare.
+_NUMBER_RE = re.compile(
+    r"""
+    (?<![\w.,])
+    [$€£¥]?\s?
+    (?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)
+    (?:
+        (?P<pct>\s?(?:%|percent\b|per\s?cent\b|pct\b))
+      | \s?(?P<scale>thousand|million|billion|trillion|mln|bln|mn|bn|tn)\b
+      | (?P<short>[kmbt])\b
+    )?
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+_WORD_NUMBER_RE = re.compile(
+    r"\b(?P<word>" + "|".join(NUMBER_WORDS) + r"|a)\s+"
+    r"(?:(?P<scale>thousand|million|billion|trillion)\b|(?P<pct>percent\b|per\s?cent\b))",
+    re.IGNORECASE,
+)
+WORD_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
+_DOTTED_RE = re.compile(r"\b(?:[A-Za-z]\.){2,}")
+_HYPHEN_RE = re.compile(r"[-‐‑–—/]")
+
+# "as passage 2 says": the number names a passage, it is not a claim.
+_PASSAGE_REFERENCE_RE = re.compile(
+    r"\b(?:passages?|paragraphs?|sources?|articles?|documents?|excerpts?)\s+\d{1,3}"
+    r"(?:\s*(?:,|and|&|-|–)\s*\d{1,3})*\b",
+    re.IGNORECASE,
+)
+
+# Stems shorter than this only match exactly: "plan" must not match "planet".
+_PREFIX_MATCH_MIN = 5
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    percent: bool
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a sentence asserts: figures and names (all required) and content words."""
+
+    numbers: tuple[Number, ...]
+    names: tuple[str, ...]
+    """As written (case kept, possessive and dots removed)."""
+    content: tuple[str, ...]
+    """Lower-case content words, one per stem."""
+    spelled: tuple[tuple[str, ...], ...] = ()
+    """Runs of two or more consecutive names ("Amazon Web Services"), for acronyms."""
+    echoed: tuple[str, ...] = ()
+    """Content words that restate the question; not checked when the sentence asserts more."""
+    asked_names: frozenset[str] = frozenset()
+    """Names (lower case) the question itself uses, as in "Peyton Manning's passer rating"."""
+
+    @property
+    def count(self) -> int:
+        return len(self.numbers) + len(self.names) + len(self.content) + len(self.echoed)
+
+
+def fold_accents(text: str) -> str:
+    """ "Yesün Temür" -> "Yesun Temur": models often drop diacritics when they copy a name."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize(
+        "NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    )
+
+
+def normalise(text: str) -> str:
+    """Accents folded, curly apostrophes straightened, "U.S." as "US", hyphens as spaces."""
+    text = fold_accents(text).replace("’", "'").replace("‘", "'")
+    text = _DOTTED_RE.sub(lambda m: m.group(0).replace(".", ""), text)  # U.S. -> US
+    return _HYPHEN_RE.sub(" ", text)
+
+
+def norm_word(word: str) -> str:
+    """Lower case, no possessive, months in their short form."""
+    word = word.lower()
+    if word.endswith("'s"):
+        word = word[:-2]
+    word = word.rstrip("'")
+    return MONTHS.get(word, word)
+
+
+def stem_match(word_stem: str, stems: Set[str]) -> bool:
+    """Whether ``word_stem`` is one of ``stems``, or one is a prefix of the other.
+
+    Prefix matching catches derivations the stemmer keeps apart ("invest" ~ "investor");
+    both stems must be long enough (see ``_PREFIX_MATCH_MIN``).
+    """
+    if word_stem in stems:
+        return True
+    if len(word_stem) < _PREFIX_MATCH_MIN:
+        return False
+    return any(
+        other.startswith(word_stem)
+        or (len(other) >= _PREFIX_MATCH_MIN and word_stem.startswith(other))
+        for other in stems
+    )
+
+
+def _scaled(number: str, scale: str | None) -> float:
+    value = float(number.replace(",", ""))
+    return value * SCALES[scale.lower()] if scale else value
+
+
+def find_numbers(text: str, *, bare_words: bool) -> tuple[list[Number], str]:
+    """Figures in ``text`` and the text with them blanked out (so "billion" is no word).
+
+    ``bare_words`` also reads lone number words ("three") and ordinals ("tenth"), which the
+    paragraph side uses so that a sentence's "3" is found in "three".
+    """
+    numbers: list[Number] = []
+
+    def take(match: re.Match[str]) -> str:
+        word = match.group("word").lower()
+        base = 1.0 if word == "a" else float(NUMBER_WORDS[word])
+        scale = match.group("scale")
+        numbers.append(Number(_scaled(str(base), scale), bool(match.group("pct"))))
+        return " "
+
+    text = _WORD_NUMBER_RE.sub(take, text)
+
+    def take_digits(match: re.Match[str]) -> str:
+        scale = match.group("scale") or match.group("short")
+        numbers.append(Number(_scaled(match.group("num"), scale), bool(match.group("pct"))))
+        return " "
+
+    text = _NUMBER_RE.sub(take_digits, text)
+    if bare_words:
+        for word in WORD_RE.findall(text):
+            lowered = word.lower()
+            value = NUMBER_WORDS.get(lowered, ORDINAL_WORDS.get(lowered))
+            if value is not None:
+                numbers.append(Number(float(value), False))
+    return numbers, text
+
+
+def _is_name(token: str) -> bool:
+    """Capitalised words are names, including a sentence's first word.
+
+    "Google invested…" must not pass for "Microsoft invested…", so the first word
+    counts too unless it is a function word ("The", "However"). "US" is kept
+    although "us" is a stopword; other all-caps stopwords are emphasis ("NOT").
+    """
+    if token[1:] and not token.isupper() and any(c.isupper() for c in token[1:]):
+        return True  # OpenAI, iPhone
+    if not token[:1].isupper():
+        return False
+    lowered = norm_word(token)
+    if token == "US":
+        return True
+    return lowered not in STOPWORDS and lowered not in NUMBER_WORDS
+
+
+@dataclass(frozen=True)
+class Question:
+    """The question's words, so that an answer restating it is not checked on them."""
+
+    stems: frozenset[str]
+    lowercase: frozenset[str]
+    """Words the question writes in lower case: "Researchers" opening an answer is no name."""
+
+    @classmethod
+    def of(cls, question: str) -> Question:
+        tokens = WORD_RE.findall(normalise(question))
+        words = [norm_word(t) for t in tokens]
+        return cls(
+            stems=frozenset(stem(w) for w in words if w not in STOPWORDS and len(w) >= 3),
+            lowercase=frozenset(norm_word(t) for t in tokens if t.islower()),
+        )
+
+
+NO_QUESTION = Question(frozenset(), frozenset())
+
+
+def extract_terms(sentence: str, question: Question = NO_QUESTION) -> Terms:
+    """Extract the key terms a sentence asserts (markers are ignored).
+
+    Content words that restate the ``question`` ("Who was the first European to
+    visit China?" - "Marco Polo was the first European to visit China") go to
+    ``echoed``: the claim is in the rest. A sentence that only restates the
+    question keeps them as content, since then they are all it asserts.
+    """
+    text = normalise(strip_markers(sentence))
+    text = _PASSAGE_REFERENCE_RE.sub(" ", text)
+    found, text = find_numbers(text, bare_words=False)
+    numbers: list[Number] = []
+    for number in found:
+        if number not in numbers:
+            numbers.append(number)
+    names: list[str] = []
+    content: list[str] = []
+    seen_names: set[str] = set()
+    seen_stems: set[str] = set()
+    runs: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for match in WORD_RE.finditer(text):
+        token = match.group(0)
+        if token.endswith("'s") or token.endswith("'S"):
+            token = token[:-2]
+        if not token:
+            continue
+        lowered = norm_word(token)
+        if _is_name(token) and lowered not in question.lowercase:
+            run.append(token)
+            if lowered not in seen_names:
+                seen_names.add(lowered)
+                names.append(token)
+            continue
+        if len(run) >= 2:
+            runs.append(tuple(run))
+        run = []
+        if lowered in STOPWORDS or len(lowered) < 3:
+            continue
+        word_stem = stem(lowered)
+        if word_stem not in seen_stems:
+            seen_stems.add(word_stem)
+            content.append(lowered)
+    if len(run) >= 2:
+        runs.append(tuple(run))
+    echoed = [w for w in content if stem_match(stem(w), question.stems)]
+    if echoed and (numbers or names or len(echoed) < len(content)):
+        content = [w for w in content if w not in echoed]
+    else:
+        echoed = []
+    asked = frozenset(norm_word(n) for n in names if stem_match(stem(norm_word(n)), question.stems))
+    return Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs), tuple(echoed), asked)
+
+
+def acronyms(text: str) -> set[str]:
+    """Initials of runs of capitalised words: "Amazon Web Services" -> "aws"."""
+    found: set[str] = set()
+    run: list[str] = []
+    for token in [*WORD_RE.findall(text), ""]:
+        if token[:1].isupper() and norm_word(token) not in {"of", "and", "the", "for"}:
+            run.append(token[0].lower())
+            continue
+        if token.lower() in {"of", "and", "for", "the"} and run:
+            continue  # "Bank of America" -> "ba"; "Federal Bureau of Investigation" -> "fbi"
+        for size in range(2, 7):
+            for i in range(len(run) - size + 1):
+                found.add("".join(run[i : i + size]))
+        run = []
+    return found
