@@ -35,7 +35,7 @@ from rag.types import Answer, IngestReport, Passage, Retry
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
     from rag.check import CheckReport
-    from rag.generate import Generator
+    from rag.generate import ChatModel
     from rag.prompt import Templates
 
 DB_FILE = "rag.sqlite"
@@ -84,7 +84,7 @@ class RAG:
         self._embedder: Embedder | None = None
         self._retriever: Retriever | None = None
         self._retriever_generation: int | None = None
-        self._generator: Generator | None = None
+        self._generator: ChatModel | None = None
         self._templates: Templates | None = None
 
     def close(self) -> None:
@@ -365,7 +365,7 @@ class RAG:
 
     # --- answers ---------------------------------------------------------------------
     @property
-    def generator(self) -> Generator:
+    def generator(self) -> ChatModel:
         """The answering model, prepared (first time only) and loaded on first use."""
         if self._generator is None:
             from rag import models

@@ -43,7 +43,7 @@ import numpy as np
 
 from rag.errors import EmbedderError
 from rag.feedback import timed_status
-from rag.models import cores, file_sha256
+from rag.system import cores, file_sha256
 from rag.settings import DEFAULT_EMBEDDER, EmbedBackend, Settings, default
 
 if TYPE_CHECKING:
