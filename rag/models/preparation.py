@@ -74,10 +74,10 @@ def list_presets(home: Path) -> list[dict[str, Any]]:
 def prepare(name_or_path: str, home: Path, progress: bool = default("progress")) -> Path:
     """Make a preset (or a ``.gguf`` file) loadable, once; return its converted folder.
 
-    Already prepared: returns at once (after the checks of :func:`rag.models.integrity.intact`; a damaged folder is
-    deleted and prepared again). Otherwise the chunks are joined and verified, then converted.
-    Raises ModelError when a chunk package is missing or a chunk is damaged, naming the packages and
-    the pip command that fixes it.
+    Already prepared: returns at once (after the checks of :func:`rag.models.integrity.intact`;
+    a damaged folder is deleted and prepared again). Otherwise the chunks are joined and
+    verified, then converted. Raises ModelError when a chunk package is missing or a chunk is
+    damaged, naming the packages and the pip command that fixes it.
     """
     preset = PRESETS.get(name_or_path)
     if preset is None:
@@ -143,7 +143,8 @@ def gguf_file(name_or_path: str, home: Path, progress: bool = default("progress"
     SHA-256 is checked, then the whole file's hash is checked against the publisher's; a sidecar
     ``<filename>.json`` records its size, hash and time stamps, so later starts only stat it and
     hash it again when it was written since (as prepared folders are checked, see
-    :func:`rag.models.integrity.rehash`). A ``.gguf`` path is the user's own file and is returned as it is.
+    :func:`rag.models.integrity.rehash`). A ``.gguf`` path is the user's own file and is
+    returned as it is.
     """
     preset = PRESETS.get(name_or_path)
     if preset is None:
