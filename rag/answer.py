@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from rag.cite import ABSTAIN_TEXT, check_answer
-from rag.generate import Generation, Generator
+from rag.generate import ChatModel, Generation
 from rag.prompt import (
     Templates,
     answer_messages,
@@ -70,7 +70,7 @@ def abstained_answer(question: str, passages: list[Passage], timings: dict[str, 
 def stream_answer(
     question: str,
     passages: list[Passage],
-    generator: Generator,
+    generator: ChatModel,
     templates: Templates,
     *,
     max_prompt_tokens: int,
@@ -139,7 +139,7 @@ def _attempt(
     question: str,
     shown: str,
     passages: list[Passage],
-    generator: Generator,
+    generator: ChatModel,
     templates: Templates,
     *,
     budget: int,
@@ -181,7 +181,7 @@ def _attempt(
 
 
 def standalone_question(
-    previous: str, question: str, generator: Generator, templates: Templates
+    previous: str, question: str, generator: ChatModel, templates: Templates
 ) -> str:
     """Rewrite a follow-up into a question that can be searched on its own.
 

@@ -16,17 +16,8 @@ import numpy as np
 import pytest
 
 from rag import RAG, EmbedderMismatch
-from rag import embed as embed_mod
-from rag.embed import (
-    BACKENDS,
-    ONNX_FILE,
-    PREPARED_FILE,
-    Embedder,
-    EmbedderError,
-    inspect_onnx,
-    onnx_dir,
-    resolve_embedder_path,
-)
+from rag.embed import BACKENDS, Embedder, EmbedderError, onnx_export, resolve_embedder_path
+from rag.embed.onnx_export import ONNX_FILE, PREPARED_FILE, inspect_onnx, onnx_dir
 from rag.settings import DEFAULT_EMBEDDER, Settings
 
 TEXTS = [
@@ -113,7 +104,7 @@ def test_export_happens_once_and_is_reused(
     def no_export(*args: object) -> None:
         raise AssertionError("exported again although a whole export exists")
 
-    monkeypatch.setattr(embed_mod, "export_onnx", no_export)
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
     again = Embedder(backend="onnx-int8", home=onnx_home, progress=False)
     assert again.info == onnx.info
     assert (folder / ONNX_FILE).stat().st_mtime_ns == written
@@ -173,7 +164,7 @@ def test_an_export_that_fails_its_check_is_refused_clearly(
         shutil.copytree(made, folder)
         _flip_byte(folder / ONNX_FILE)
 
-    monkeypatch.setattr(embed_mod, "export_onnx", broken_export)
+    monkeypatch.setattr(onnx_export, "export_onnx", broken_export)
     with pytest.raises(EmbedderError) as error:
         Embedder(backend="onnx-int8", home=home, progress=False)
     message = str(error.value)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from rag import models
-from rag.generate import MAX_CONTEXT, Generation, Generator, load_generator
+from rag.generate import MAX_CONTEXT, Generation, load_generator
+from rag.generate.transformers import TransformersGenerator
 from rag.models import ModelError
 
 TINY = "smollm2-135m"
@@ -27,13 +28,13 @@ STORY = [{"role": "user", "content": "Write a long story about a dragon and a kn
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Generator:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TransformersGenerator:
     # The same folder as test_models.py uses, so the tiny model is converted once per session.
     home = tmp_path_factory.getbasetemp() / "rag-home-tiny"
-    return Generator(TINY, home, progress=False)
+    return TransformersGenerator(TINY, home, progress=False)
 
 
-def test_generator_basics(tiny: Generator) -> None:
+def test_generator_basics(tiny: TransformersGenerator) -> None:
     assert tiny.name == TINY
     assert tiny.context_length == min(8192, MAX_CONTEXT)
     assert tiny.load_seconds > 0
@@ -46,7 +47,7 @@ def test_generator_basics(tiny: Generator) -> None:
     assert im_end in tiny.stop_token_ids
 
 
-def test_stream_yields_pieces_then_one_generation(tiny: Generator) -> None:
+def test_stream_yields_pieces_then_one_generation(tiny: TransformersGenerator) -> None:
     items = list(tiny.stream(QUESTION, max_new_tokens=24))
     *pieces, last = items
     assert pieces and all(isinstance(piece, str) and piece for piece in pieces)
@@ -59,7 +60,7 @@ def test_stream_yields_pieces_then_one_generation(tiny: Generator) -> None:
     assert last.prefill_tokens_per_second > 0
 
 
-def test_streamed_text_is_the_decoded_reply(tiny: Generator) -> None:
+def test_streamed_text_is_the_decoded_reply(tiny: TransformersGenerator) -> None:
     import torch
 
     generation = tiny.generate(STORY, max_new_tokens=40)
@@ -73,7 +74,7 @@ def test_streamed_text_is_the_decoded_reply(tiny: Generator) -> None:
     assert generation.text == tiny.tokenizer.decode(new, skip_special_tokens=True)
 
 
-def test_greedy_is_reproducible(tiny: Generator) -> None:
+def test_greedy_is_reproducible(tiny: TransformersGenerator) -> None:
     first = tiny.generate(STORY, max_new_tokens=20)
     second = tiny.generate(STORY, max_new_tokens=20)
     assert first.text == second.text
@@ -91,7 +92,7 @@ def chat_with_examples(question: str, example: str = "Paris is the capital of Fr
     ]
 
 
-def test_the_shared_prompt_prefix_is_read_once(tiny: Generator) -> None:
+def test_the_shared_prompt_prefix_is_read_once(tiny: TransformersGenerator) -> None:
     first = tiny.generate(chat_with_examples("What is the capital of Italy?"), 16)
     kept, prefix = tiny._prefix_kv, list(tiny._prefix_ids)
     assert kept is not None and len(prefix) >= 64
@@ -108,7 +109,7 @@ def test_the_shared_prompt_prefix_is_read_once(tiny: Generator) -> None:
 
 
 def test_a_new_process_loads_the_saved_prefix(
-    tiny: Generator, caplog: pytest.LogCaptureFixture
+    tiny: TransformersGenerator, caplog: pytest.LogCaptureFixture
 ) -> None:
     messages = chat_with_examples("What is the capital of Portugal?", "The capital is Paris.")
     first = tiny.generate(messages, 16)
@@ -116,7 +117,7 @@ def test_a_new_process_loads_the_saved_prefix(
     saved = [f for f in tiny.prompt_cache.glob("*.safetensors")]
     assert saved
     # A second generator on the same RAG_HOME stands for a new `rag ask` process.
-    second = Generator(TINY, tiny.prompt_cache.parent, progress=False)
+    second = TransformersGenerator(TINY, tiny.prompt_cache.parent, progress=False)
     with caplog.at_level(logging.DEBUG, logger="rag.generate"):
         again = second.generate(messages, 16)
     assert "loaded from" in caplog.text
@@ -134,7 +135,7 @@ def test_a_new_process_loads_the_saved_prefix(
 
 
 def test_a_prefix_that_cannot_be_saved_still_answers(
-    tiny: Generator, monkeypatch: pytest.MonkeyPatch
+    tiny: TransformersGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import safetensors.torch
     from safetensors import SafetensorError
@@ -148,12 +149,12 @@ def test_a_prefix_that_cannot_be_saved_still_answers(
     assert tiny._prefix_kv is not None  # kept in memory all the same
 
 
-def test_sampling_runs(tiny: Generator) -> None:
+def test_sampling_runs(tiny: TransformersGenerator) -> None:
     generation = tiny.generate(STORY, max_new_tokens=8, temperature=0.8)
     assert 0 < generation.new_tokens <= 8
 
 
-def test_max_new_tokens_is_respected(tiny: Generator) -> None:
+def test_max_new_tokens_is_respected(tiny: TransformersGenerator) -> None:
     generation = tiny.generate(STORY, max_new_tokens=5)
     assert generation.new_tokens == 5  # a story does not end in five tokens
     assert tiny.count_tokens(generation.text) <= 5
@@ -161,7 +162,7 @@ def test_max_new_tokens_is_respected(tiny: Generator) -> None:
         tiny.generate(STORY, max_new_tokens=0)
 
 
-def test_closing_the_stream_stops_the_model(tiny: Generator) -> None:
+def test_closing_the_stream_stops_the_model(tiny: TransformersGenerator) -> None:
     stream = tiny.stream(STORY, max_new_tokens=400)
     started = time.perf_counter()
     for n, _piece in enumerate(stream):
@@ -173,7 +174,7 @@ def test_closing_the_stream_stops_the_model(tiny: Generator) -> None:
 
 
 def test_prompt_longer_than_context_is_refused(
-    tiny: Generator, monkeypatch: pytest.MonkeyPatch
+    tiny: TransformersGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tiny, "context_length", 16)
     with pytest.raises(ModelError, match="16"):
@@ -181,7 +182,7 @@ def test_prompt_longer_than_context_is_refused(
 
 
 def test_reply_is_clamped_to_the_context_left(
-    tiny: Generator, monkeypatch: pytest.MonkeyPatch
+    tiny: TransformersGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompt_tokens = tiny.count_tokens(tiny.chat_prompt(STORY))
     monkeypatch.setattr(tiny, "context_length", prompt_tokens + 3)
@@ -191,7 +192,7 @@ def test_reply_is_clamped_to_the_context_left(
 def test_load_generator_picks_the_backend(tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.getbasetemp() / "rag-home-tiny"
     generator = load_generator(TINY, home, backend="transformers", progress=False)
-    assert isinstance(generator, Generator)
+    assert isinstance(generator, TransformersGenerator)
     with pytest.raises(ValueError, match="backend"):
         load_generator(TINY, home, backend="onnx", progress=False)  # type: ignore[arg-type]
 
@@ -199,7 +200,7 @@ def test_load_generator_picks_the_backend(tmp_path_factory: pytest.TempPathFacto
 @pytest.mark.slow
 def test_default_model_answers_from_the_passage() -> None:
     home = Path(os.environ.get("RAG_HOME", "~/.cache/rag")).expanduser()
-    generator = Generator(models.DEFAULT_MODEL, home, progress=False)
+    generator = TransformersGenerator(models.DEFAULT_MODEL, home, progress=False)
     tokenizer = generator.tokenizer
     for token in ("<|im_end|>", "<|endoftext|>"):
         assert tokenizer.convert_tokens_to_ids(token) in generator.stop_token_ids

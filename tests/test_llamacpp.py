@@ -17,7 +17,8 @@ import pytest
 from conftest import fake_preset
 
 from rag import models
-from rag.generate import Generation, Generator, load_generator
+from rag.generate import Generation, load_generator
+from rag.generate.transformers import TransformersGenerator
 from rag.models import ModelError, Preset
 
 TINY = "smollm2-135m"
@@ -108,9 +109,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Generator:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> TransformersGenerator:
     """The transformers generator of the same model, to compare prompts and tokens with."""
-    return Generator(TINY, tmp_path_factory.getbasetemp() / "rag-home-tiny", progress=False)
+    return TransformersGenerator(
+        TINY, tmp_path_factory.getbasetemp() / "rag-home-tiny", progress=False
+    )
 
 
 @needs_llama
@@ -125,7 +128,9 @@ def test_same_interface_as_the_transformers_generator(tiny: object) -> None:
 
 
 @needs_llama
-def test_prompt_and_tokens_match_transformers(tiny: object, reference: Generator) -> None:
+def test_prompt_and_tokens_match_transformers(
+    tiny: object, reference: TransformersGenerator
+) -> None:
     prompt = tiny.chat_prompt(QUESTION)  # type: ignore[attr-defined]
     assert prompt == reference.chat_prompt(QUESTION)
     assert tiny.count_tokens(prompt) == reference.count_tokens(prompt)  # type: ignore[attr-defined]
@@ -178,7 +183,7 @@ def test_a_prompt_sharing_a_prefix_reads_only_the_rest(tiny: object) -> None:
 
 @needs_llama
 def test_greedy_matches_transformers_on_the_first_tokens(
-    tiny: object, reference: Generator
+    tiny: object, reference: TransformersGenerator
 ) -> None:
     # Different arithmetic (Q4_1 blocks against their bf16 dequantization), so only the start
     # of a reply is expected to agree token for token.
@@ -231,7 +236,7 @@ def test_rag_answers_with_the_llama_cpp_backend(
     tmp_path: Path, sample_article: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     from rag import RAG
-    from rag.generate_llamacpp import LlamaCppGenerator
+    from rag.generate.llamacpp import LlamaCppGenerator
 
     home = tmp_path_factory.getbasetemp() / "rag-home-tiny"
     settings = {"model": TINY, "home": home, "backend": "llama.cpp", "max_new_tokens": 16}

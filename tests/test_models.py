@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import fake_preset
 
-from rag import models
-from rag.models import ModelError
+from rag import models, system
+from rag.generate.transformers import load_model
+from rag.models import ModelError, integrity, preparation
 
 TINY = "smollm2-135m"
 
@@ -85,11 +86,11 @@ def test_prepare_tiny_preset_for_real(home_with_tiny: Path) -> None:
 def test_load_tiny_and_generate(home_with_tiny: Path) -> None:
     import torch
 
-    model, tokenizer = models.load(TINY, home_with_tiny, progress=False)
+    model, tokenizer = load_model(TINY, home_with_tiny, progress=False)
     assert model.dtype == torch.bfloat16
     assert not model.training
     assert model.rag_load_seconds > 0
-    assert torch.get_num_threads() == models.cores()
+    assert torch.get_num_threads() == system.cores()
     assert "Paris" in capital_of_france(model, tokenizer)
 
 
@@ -99,7 +100,7 @@ def test_prepare_again_does_not_convert(
     def fail(*args: object) -> None:
         raise AssertionError("converted a prepared model again")
 
-    monkeypatch.setattr(models, "_convert", fail)
+    monkeypatch.setattr(preparation, "_convert", fail)
     started = time.perf_counter()
     assert models.prepare(TINY, home_with_tiny, progress=False) == models.model_dir(
         TINY, home_with_tiny
@@ -163,7 +164,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
         out.mkdir(parents=True)
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "_convert", convert)
+    monkeypatch.setattr(preparation, "_convert", convert)
     return {"preset": preset, "home": tmp_path / "home", "converted": converted}
 
 
@@ -250,7 +251,7 @@ def test_crash_while_converting_leaves_nothing_prepared(
         (out / "model.safetensors").write_bytes(b"half")
         raise RuntimeError("killed mid-way")
 
-    monkeypatch.setattr(models, "_convert", crash)
+    monkeypatch.setattr(preparation, "_convert", crash)
     with pytest.raises(RuntimeError):
         models.prepare("fake", home, progress=False)
     assert not models.is_prepared("fake", home)
@@ -315,7 +316,7 @@ def hide_writes(home: Path) -> None:
     folder = models.model_dir(TINY, home)
     info = prepared_info(home)
     for rel, record in info["files"].items():
-        record["stamp"] = models._stamp(folder / rel)
+        record["stamp"] = integrity.file_stamp(folder / rel)
     (folder / "prepared.json").write_text(json.dumps(info))
 
 
@@ -323,7 +324,7 @@ def no_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object) -> None:
         raise AssertionError("converted the model again")
 
-    monkeypatch.setattr(models, "_convert", fail)
+    monkeypatch.setattr(preparation, "_convert", fail)
 
 
 def assert_rebuilt_and_answers(
@@ -332,7 +333,7 @@ def assert_rebuilt_and_answers(
     """Loading repairs the folder with a warning that says why, then the model answers."""
 
     with caplog.at_level(logging.WARNING, logger="rag.models"):
-        model, tokenizer = models.load(TINY, home, progress=False)
+        model, tokenizer = load_model(TINY, home, progress=False)
     assert "is damaged" in caplog.text
     assert f"Prepared {TINY} again" in caplog.text
     assert "Paris" in capital_of_france(model, tokenizer)
@@ -429,16 +430,16 @@ def test_a_touched_file_is_hashed_once_not_converted(
     weights = folder / WEIGHTS
     os.utime(weights, ns=(time.time_ns(), time.time_ns()))
     hashed: list[list[Path]] = []
-    real_hash = models._hash_chunks
+    real_hash = system.hash_files
 
     def spy(paths: list[Path], *args: object) -> list[str]:
         hashed.append(list(paths))
         return real_hash(paths, *args)
 
-    monkeypatch.setattr(models, "_hash_chunks", spy)
+    monkeypatch.setattr(system, "hash_files", spy)
     assert models.prepare(TINY, copied_home, progress=False) == folder
     assert weights in hashed[-1]
-    assert prepared_info(copied_home)["files"][WEIGHTS]["stamp"] == models._stamp(weights)
+    assert prepared_info(copied_home)["files"][WEIGHTS]["stamp"] == integrity.file_stamp(weights)
     hashed.clear()
     models.prepare(TINY, copied_home, progress=False)
     assert hashed == []  # the new time stamps were recorded: no second hashing
@@ -521,4 +522,4 @@ def test_weights_lacking_a_tensor_do_not_load_quietly(home_with_tiny: Path, tmp_
     del tensors[dropped]
     save_file(tensors, folder / WEIGHTS, metadata={"format": "pt"})
     with pytest.raises(ModelError, match=re.escape(dropped)):
-        models.load(str(folder), tmp_path / "home", progress=False)
+        load_model(str(folder), tmp_path / "home", progress=False)

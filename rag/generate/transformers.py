@@ -1,90 +1,47 @@
-"""Text generation with a local chat model, streamed piece by piece, with timings.
+"""The transformers engine: the model's converted bf16 folder, run by transformers on torch.
 
-:class:`Generator` loads a model once (through :mod:`rag.models`, so presets are prepared on first
-use) and answers chat messages. :meth:`Generator.stream` yields text as the model writes it, which
-matters on a CPU where a 200-token answer takes tens of seconds, and ends with a
-:class:`Generation` that carries the whole text, the token counts and the prefill/decode split
-that tells where the time went. The part of the prompt that every answer shares (the system
+Works after the plain install. :func:`load_model` loads a prepared folder (preparing a preset on
+first use, through :mod:`rag.models`) and repairs a damaged one; :class:`TransformersGenerator`
+answers chat messages with it. The part of the prompt that every answer shares (the system
 message and the worked examples) is read once and its KV cache kept, in memory and in
-``RAG_HOME/prompt-cache`` for the next process, so answers and chat turns read only their own
-passages and question.
+``RAG_HOME/prompt-cache`` for the next process (:mod:`rag.generate.prompt_cache`), so answers and
+chat turns read only their own passages and question. torch and transformers are imported only
+when a model is loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import json
 import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from rag import models
-from rag.models import ModelError
+from rag.environment import OMP_WAIT_POLICY_IN_TIME
+from rag.errors import ModelError
+from rag.generate.base import MAX_CONTEXT, Generation, drain
+from rag.generate.prompt_cache import (
+    PROMPT_CACHE,
+    prompt_cache_file,
+    save_prompt_cache,
+    worth_caching,
+)
+from rag.quiet import quiet_transformers
+from rag.settings import default
+from rag.system import cores
 
-__all__ = ["MAX_CONTEXT", "ChatModel", "Generation", "Generator", "load_generator"]
+__all__ = ["TransformersGenerator", "load_model"]
 
 log = logging.getLogger(__name__)
 
-# The Qwen2.5 models declare 32k positions, but on 2 CPU cores a prompt that long takes minutes to
-# read (about 120 tokens/s for the 1.5B) and attention cost grows with it; 8k is already far more
-# than a handful of news paragraphs and a question need.
-MAX_CONTEXT = 8192
 
-# Saved KV caches of shared prompt prefixes live in RAG_HOME/prompt-cache, so that a new process
-# loads them (milliseconds) instead of reading the prefix again (seconds).
-PROMPT_CACHE = "prompt-cache"
-# A shared prefix shorter than this is read faster than its cache is found and loaded.
-MIN_CACHED_PREFIX = 64
-# Saved prefixes kept (the newest used); one per model and prompt template in practice.
-MAX_CACHED_PREFIXES = 16
-
-
-@dataclass
-class Generation:
-    """One finished reply and what it cost."""
-
-    text: str
-    """The reply, exactly the streamed pieces joined (end-of-turn tokens are not included)."""
-    prompt_tokens: int
-    new_tokens: int
-    """Tokens the model produced, counting the end-of-turn token when it stopped on one."""
-    prefill_seconds: float
-    """From the start to the first new token: reading the prompt."""
-    generation_seconds: float
-    """From the first new token to the last."""
-
-    @property
-    def prefill_tokens_per_second(self) -> float:
-        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
-
-    @property
-    def decode_tokens_per_second(self) -> float:
-        """Speed of writing, over the tokens after the first (the first comes with the prefill)."""
-        if self.generation_seconds <= 0 or self.new_tokens < 2:
-            return 0.0
-        return (self.new_tokens - 1) / self.generation_seconds
-
-
-def drain(stream: Iterator[str | Generation]) -> Generation:
-    """The final :class:`Generation` of a backend's ``stream``, its text pieces consumed."""
-    final: Generation | None = None
-    for item in stream:
-        if isinstance(item, Generation):
-            final = item
-    assert final is not None  # every stream ends with one
-    return final
-
-
-class Generator:
-    """A loaded chat model that turns messages into replies.
+class TransformersGenerator:
+    """A loaded chat model that turns messages into replies, a :class:`rag.generate.ChatModel`.
 
     Loading happens once, here; each call then only runs the model. Not safe to call from two
     threads at once (one model, one set of CPU cores: running two replies together would only
@@ -92,10 +49,14 @@ class Generator:
     """
 
     def __init__(
-        self, name_or_path: str, home: Path, progress: bool = True, threads: int | None = None
+        self,
+        name_or_path: str,
+        home: Path,
+        progress: bool = default("progress"),
+        threads: int | None = default("threads"),
     ) -> None:
         self.name = name_or_path
-        self.model, self.tokenizer = models.load(
+        self.model, self.tokenizer = load_model(
             name_or_path, home, progress=progress, threads=threads
         )
         self.load_seconds: float = getattr(self.model, "rag_load_seconds", 0.0)
@@ -118,7 +79,7 @@ class Generator:
         self._cache_key = _weights_identity(Path(self.model.name_or_path))
 
     def __repr__(self) -> str:
-        return f"Generator({self.name!r}, context_length={self.context_length})"
+        return f"TransformersGenerator({self.name!r}, context_length={self.context_length})"
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's vocabulary (no special tokens added)."""
@@ -142,13 +103,9 @@ class Generator:
     ) -> Iterator[str | Generation]:
         """Yield the reply's text pieces as they are written, then one final :class:`Generation`.
 
-        ``temperature == 0`` decodes greedily, so the same messages give the same reply.
-        ``stop_penalty`` is subtracted from the end-of-turn logits: small models tend to
-        stop after the first fact of a paragraph that states two (a measured 0.60 for
-        stopping against 0.17 for going on), while a finished reply, such as a refusal,
-        still stops, its end token being near certain. The model
-        runs in a worker thread while this generator hands out text; closing the generator early
-        (``break``) stops the model at its next token instead of letting it run on.
+        The contract of :meth:`rag.generate.ChatModel.stream`. The model runs in a worker thread
+        while this generator hands out text; closing the generator early (``break``) stops the
+        model at its next token instead of letting it run on.
         """
         import torch
         from transformers import (
@@ -254,10 +211,10 @@ class Generator:
         """A copy of the KV cache of the prompt's shared part, or None to read it all.
 
         Every answer's prompt starts with the same messages (the system message and the worked
-        examples, 514 of the sample question's 643 tokens); all but the last message are
-        read once and kept, so each later answer reads only its passages and question. The
-        copy is what ``generate`` extends; the kept cache stays as it was. Runs in the
-        generation thread, under ``torch.inference_mode``.
+        examples, most of its tokens); all but the last message are read once and kept, so
+        each later answer reads only its passages and question. The copy is what ``generate``
+        extends; the kept cache stays as it was. Runs in the generation thread, under
+        ``torch.inference_mode``.
         """
         if len(messages) < 2:
             return None
@@ -283,7 +240,8 @@ class Generator:
         from safetensors import SafetensorError
         from safetensors.torch import save_file
 
-        # One position of logits, not the prefix's (514 x 152k floats); only the cache is kept.
+        # One position of logits, not one per prefix token over the whole vocabulary: only the
+        # cache is kept.
         output = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
         cache = output.cache
         file = self._prefix_file(prefix)
@@ -330,93 +288,75 @@ class Generator:
         return cache
 
 
-class ChatModel(Protocol):
-    """What rag.answer and rag.api use of a generator; each backend implements all of it."""
-
-    name: str
-    context_length: int
-    stop_token_ids: list[int]
-    load_seconds: float
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str: ...
-
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop_penalty: float = 0.0,
-    ) -> Iterator[str | Generation]: ...
-
-    def generate(
-        self,
-        messages: list[dict[str, str]],
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        stop_penalty: float = 0.0,
-    ) -> Generation: ...
-
-
-def load_generator(
+def load_model(
     name_or_path: str,
     home: Path,
-    backend: Literal["transformers", "llama.cpp"] = "transformers",
-    progress: bool = True,
-    threads: int | None = None,
-) -> ChatModel:
-    """Load the model with the chosen backend (the ``backend`` setting).
+    progress: bool = default("progress"),
+    threads: int | None = default("threads"),
+) -> tuple[Any, Any]:
+    """Load a model (preparing it first if needed) in bf16, eval mode, offline: (model, tokenizer).
 
-    transformers is the default because it works after the plain install; llama.cpp needs
-    llama-cpp-python compiled (:mod:`rag.generate_llamacpp` says why it is worth it). Imported
-    only when chosen, so neither backend's libraries load for the other.
+    bf16 rather than fp32: faster decoding and half the memory on a CPU. Torch gets ``threads``
+    threads, by default one per available core (decode is memory-bound, more threads than cores
+    only contend). A prepared folder that fails to load is checked in full and, when damaged,
+    prepared again (:func:`rag.models.repair_after_failure`). The load time is logged and kept as
+    ``model.rag_load_seconds``.
     """
-    if backend == "llama.cpp":
-        from rag.generate_llamacpp import LlamaCppGenerator
+    folder = models.resolve(name_or_path, home, progress=progress)
+    import torch
 
-        return LlamaCppGenerator(name_or_path, home, progress=progress, threads=threads)
-    if backend == "transformers":
-        return Generator(name_or_path, home, progress=progress, threads=threads)
-    raise ValueError(f"Unknown backend {backend!r}: 'transformers' or 'llama.cpp'.")
-
-
-def worth_caching(prefix: list[int], prompt: list[int]) -> bool:
-    """Whether ``prefix`` (the prompt's shared messages, tokenised alone) is long enough to pay
-    for a cache and begins ``prompt`` token for token (a template may not end a turn on a token
-    edge)."""
-    return MIN_CACHED_PREFIX <= len(prefix) < len(prompt) and prompt[: len(prefix)] == prefix
-
-
-def prompt_cache_file(folder: Path, key: bytes, prefix: list[int], suffix: str) -> Path:
-    """Where the KV cache of ``prefix`` is saved, for a model and runtime named by ``key``."""
-    digest = hashlib.sha256(key + json.dumps(prefix).encode()).hexdigest()
-    return folder / f"{digest[:32]}{suffix}"
-
-
-def save_prompt_cache(file: Path, write: Callable[[Path], bool]) -> None:
-    """Save a prompt prefix's KV cache as ``file``: ``write`` fills a scratch file, which is
-    renamed into place when it returns True, so a reader never sees half a file. A cache that
-    cannot be written (read-only home, full disk) only costs the next start a read."""
-    partial = file.with_name(f".{file.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if not OMP_WAIT_POLICY_IN_TIME:
+        log.warning(
+            "torch was imported before rag set OMP_WAIT_POLICY=PASSIVE; generation may be many "
+            "times slower. Set OMP_WAIT_POLICY=PASSIVE in the environment."
+        )
+    torch.set_num_threads(threads or cores())
+    started = time.perf_counter()
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        if write(partial):
-            os.replace(partial, file)
-        prune_prompt_cache(file.parent)
-    except OSError as error:
-        log.debug("could not save the prompt cache %s: %s", file, error)
-    finally:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+        model, tokenizer = _load_folder(folder)
+    except Exception as error:  # safetensors, tokenizers and transformers each raise their own
+        folder = models.repair_after_failure(folder, error, progress)
+        started = time.perf_counter()
+        try:
+            model, tokenizer = _load_folder(folder)
+        except Exception as again:
+            raise ModelError(
+                f"Could not load the model in {folder}, even just prepared anew: {again}"
+            ) from again
+    model.eval()
+    seconds = time.perf_counter() - started
+    model.rag_load_seconds = seconds
+    log.info("loaded %s from %s in %.1f s", name_or_path, folder, seconds)
+    return model, tokenizer
 
 
-def prune_prompt_cache(folder: Path) -> None:
-    """Keep the most recently used saved prompts (of either backend), delete the rest."""
-    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
-    files.sort(key=lambda f: f.stat().st_mtime, reverse=True)
-    for stale in files[MAX_CACHED_PREFIXES:]:
-        stale.unlink(missing_ok=True)
+class _MissingWeights(ValueError):
+    """The weights file lacks tensors the model needs (transformers would fill them at random)."""
+
+
+def _load_folder(folder: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # No status line of our own here: loading takes seconds, and callers that want one
+    # (rag.api) show theirs; two live displays on one terminal garble each other.
+    with quiet_transformers():
+        # Typed as Any: with output_loading_info the stubs' return type is wrong (a pair).
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=torch.bfloat16, local_files_only=True, output_loading_info=True
+        )
+        model, loading = loaded
+        # transformers only logs these (silenced above) and fills such tensors with random
+        # values: the model would load and write nonsense.
+        lacking = sorted(loading.get("missing_keys") or ()) + sorted(
+            str(key) for key in loading.get("mismatched_keys") or ()
+        )
+        if lacking:
+            raise _MissingWeights(
+                f"its weights lack or misshape {len(lacking)} tensors ({', '.join(lacking[:3])})"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return model, tokenizer
 
 
 def _weights_identity(folder: Path) -> bytes:
@@ -446,6 +386,6 @@ def _timed_streamer(tokenizer: Any) -> Any:
             # The first put carries the prompt; the next one is the first generated token.
             if not self.next_tokens_are_prompt and self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
-            super().put(value)
+            super().put(value)  # type: ignore[no-untyped-call]
 
     return TimedStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

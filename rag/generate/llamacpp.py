@@ -1,14 +1,12 @@
-"""Text generation with llama.cpp (llama-cpp-python) on the model's own GGUF file.
+"""The llama.cpp engine (llama-cpp-python) on the model's own GGUF file.
 
-A second implementation of the interface of :class:`rag.generate.Generator` (``name``,
-``context_length``, ``stop_token_ids``, ``load_seconds``, ``count_tokens``, ``chat_prompt``,
-``stream``, ``generate``), chosen with the ``backend`` setting. Why it exists: on the 2-core CPUs
-here llama.cpp runs the quantized Q4_K_M weights directly, where transformers has to dequantize
-them to bf16. That reads about a third of the bytes per token (decode is memory-bound), loads by
-mmap in about a second instead of 3-5 s, and needs about half the memory; see
-``benchmarks/answer.py`` for the measured figures.
+A second implementation of :class:`rag.generate.ChatModel`, chosen with the ``backend`` setting.
+Why it exists: on a small CPU llama.cpp runs the quantized Q4_K_M weights directly, where
+transformers has to dequantize them to bf16. That reads a fraction of the bytes per token (decode
+is memory-bound), loads by mmap instead of reading the weights, and needs about half the memory;
+see BENCHMARKS.md (``benchmarks/answer.py``) for the measured figures.
 
-What stays the same as the transformers backend, so answers do not change in kind: the prompt
+What stays the same as the transformers engine, so answers do not change in kind: the prompt
 is the same text (the model's chat template from the GGUF, rendered as transformers renders
 it), decoding is greedy at temperature 0, and ``stop_penalty`` is subtracted from the same
 end-of-turn logits. The weights are the publisher's Q4_K_M values as they are, rather than
@@ -16,10 +14,9 @@ their bf16 dequantization, so the arithmetic (and now and then a greedy choice) 
 
 Prompts are not read twice. The KV cache of the previous reply is kept, so a prompt that starts
 like the last one (a chat's earlier turns) only reads what is new. And the part of a prompt that
-every answer shares, all messages but the last (the system message and the worked examples, 514
-of the sample question's 643 tokens), is saved to ``home/prompt-cache`` the first time it is
-read: a new ``rag ask`` process loads it from there (about 15 MB, milliseconds) instead of reading
-it again (seconds).
+every answer shares, all messages but the last (the system message and the worked examples), is
+saved to ``home/prompt-cache`` the first time it is read (:mod:`rag.generate.prompt_cache`): a
+new ``rag ask`` process loads it from there instead of reading it again.
 """
 
 from __future__ import annotations
@@ -37,21 +34,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag import models
-from rag.generate import (
-    MAX_CONTEXT,
+from rag.errors import ModelError
+from rag.generate.base import END_OF_TURN_TOKENS, MAX_CONTEXT, Generation, drain
+from rag.generate.prompt_cache import (
     PROMPT_CACHE,
-    Generation,
-    drain,
     prompt_cache_file,
     save_prompt_cache,
     worth_caching,
 )
-from rag.models import ModelError
+from rag.settings import default
+from rag.system import cores
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["INSTALL_HINT", "LlamaCppGenerator", "available"]
+__all__ = ["INSTALL_HINT", "LlamaCppGenerator"]
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +59,18 @@ INSTALL_HINT = (
 )
 
 
-def available() -> bool:
-    """Whether llama-cpp-python is installed (without importing it: that loads the library)."""
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
 class LlamaCppGenerator:
-    """A GGUF chat model run by llama.cpp, answering messages like :class:`Generator` does.
+    """A GGUF chat model run by llama.cpp, a :class:`rag.generate.ChatModel`.
 
     Not safe to call from two threads at once (one context, one KV cache).
     """
 
     def __init__(
-        self, name_or_path: str, home: Path, progress: bool = True, threads: int | None = None
+        self,
+        name_or_path: str,
+        home: Path,
+        progress: bool = default("progress"),
+        threads: int | None = default("threads"),
     ) -> None:
         try:
             import llama_cpp
@@ -85,8 +79,8 @@ class LlamaCppGenerator:
         self.name = name_or_path
         path = models.gguf_file(name_or_path, home, progress=progress)
         # Decode is memory-bound and prefill compute-bound; both want one thread per core, and
-        # more threads than cores only contend (as with torch, see rag.models.load).
-        n_threads = threads or models.cores()
+        # more threads than cores only contend (as with torch, see rag.generate.transformers).
+        n_threads = threads or cores()
         started = time.perf_counter()
         try:
             self.llama = llama_cpp.Llama(
@@ -126,7 +120,7 @@ class LlamaCppGenerator:
     def _stop_token_ids(self, model: Any) -> list[int]:
         """The declared EOS plus the known end-of-turn tokens, as rag.models.stop_token_ids."""
         ids = [model.token_eos()] if model.token_eos() >= 0 else []
-        for text in models._END_OF_TURN_TOKENS:
+        for text in END_OF_TURN_TOKENS:
             found = self.llama.tokenize(text.encode(), add_bos=False, special=True)
             if len(found) == 1 and _token_text(model, found[0]) == text:
                 ids.append(found[0])
@@ -141,18 +135,20 @@ class LlamaCppGenerator:
     def _tokenize(self, text: str) -> list[int]:
         # special=True: control tokens written in the text are read as such, as transformers'
         # tokenizers do (rag.prompt defuses any an article might carry before this).
-        return self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        tokens: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return tokens
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt text for ``messages`` in the model's own chat format, ready for a reply."""
         if self._template is None:
             raise ModelError(f"Model {self.name!r} has no chat template; use an instruct model.")
-        return self._template.render(
+        prompt = self._template.render(
             messages=messages,
             add_generation_prompt=True,
             bos_token=self._bos,
             eos_token=self._eos,
         )
+        return str(prompt)
 
     def forget(self) -> None:
         """Drop the prompt held in memory, as a new process starts (the saved shared part in
@@ -168,7 +164,7 @@ class LlamaCppGenerator:
     ) -> Iterator[str | Generation]:
         """Yield the reply's text pieces as they are written, then one final :class:`Generation`.
 
-        Same contract as :meth:`rag.generate.Generator.stream`. The model runs in this thread,
+        Same contract as :meth:`rag.generate.ChatModel.stream`. The model runs in this thread,
         one token per step of the iterator, so closing it early stops the model at once.
         """
         import numpy as np
