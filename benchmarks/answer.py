@@ -11,7 +11,7 @@ loop of ``create_completion``) with its defaults, one thread per core, greedy, i
 emptied before each run. Ours runs with the configured backend (``RAG_BACKEND``, default
 transformers); when llama-cpp-python is installed our llama.cpp backend is timed as well, as
 a new ``rag ask`` process would run it (the saved shared prompt prefix loaded from disk, see
-rag.generate_llamacpp) and with that cache off. Runs are interleaved and medians taken, so a
+rag.generate.llamacpp) and with that cache off. Runs are interleaved and medians taken, so a
 busy machine slows every side alike.
 
 Memory and cold start are measured on real ``rag ask`` processes: the peak resident memory of
