@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.generate import ChatModel, Generation
+from rag.generate.base import last_of
 from rag.prompt import (
     Templates,
     answer_messages,
@@ -47,13 +48,7 @@ def looks_like_follow_up(question: str) -> bool:
 
 def final_answer(stream: Iterable[str | Retry | Answer]) -> Answer:
     """Drain an answer stream and return the Answer it ends with."""
-    answer = None
-    for item in stream:
-        if isinstance(item, Answer):
-            answer = item
-    if answer is None:
-        raise RuntimeError("the answer stream ended without an Answer")
-    return answer
+    return last_of(stream, Answer)
 
 
 def abstained_answer(question: str, passages: list[Passage], timings: dict[str, float]) -> Answer:

@@ -8,11 +8,13 @@ that tells where the time went. :mod:`rag.answer` needs nothing else of an engin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from rag.models.catalog import END_OF_TURN_TOKENS
+
+T = TypeVar("T")
 
 __all__ = ["END_OF_TURN_TOKENS", "MAX_CONTEXT", "ChatModel", "Generation", "drain"]
 
@@ -93,11 +95,21 @@ class ChatModel(Protocol):
         ...
 
 
+def last_of(stream: Iterable[object], kind: type[T]) -> T:
+    """The last item of type ``kind`` in ``stream``, everything before it consumed.
+
+    Engines' streams end with a :class:`Generation` and answer streams with an ``Answer``;
+    a caller that wants only the result drains the stream with this.
+    """
+    final: T | None = None
+    for item in stream:
+        if isinstance(item, kind):
+            final = item
+    if final is None:
+        raise RuntimeError(f"the stream ended without a {kind.__name__}")
+    return final
+
+
 def drain(stream: Iterator[str | Generation]) -> Generation:
     """The final :class:`Generation` of an engine's ``stream``, its text pieces consumed."""
-    final: Generation | None = None
-    for item in stream:
-        if isinstance(item, Generation):
-            final = item
-    assert final is not None  # every stream ends with one
-    return final
+    return last_of(stream, Generation)
