@@ -469,15 +469,11 @@ class RAG:
     def generator(self) -> ChatModel:
         """The answering model, prepared (first time only) and loaded on first use."""
         if self._generator is None:
-            from rag import models
-            from rag.generate import load_generator
+            from rag.generate import load_generator, prepare_model
 
             # Preparing (first use only) shows its own progress; loading gets a status line.
-            # llama.cpp reads the joined GGUF itself; transformers reads the converted folder.
-            if self.settings.backend == "llama.cpp":
-                models.gguf_file(self.settings.model, self.settings.home, self.settings.progress)
-            else:
-                models.prepare(self.settings.model, self.settings.home, self.settings.progress)
+            s = self.settings
+            prepare_model(s.model, s.home, backend=s.backend, progress=s.progress)
             started = time.perf_counter()
             label = self.settings.model
             status = self.console.status(f"Loading the model {label}…")

@@ -769,7 +769,7 @@ app.add_typer(models_app, name="models")
 
 @models_app.callback(invoke_without_command=True)
 @friendly_errors
-@with_settings("home")
+@with_settings("home", "backend")
 def models_list(
     ctx: typer.Context, json_output: JsonOption = False, settings: Settings | None = None
 ) -> None:
@@ -789,7 +789,11 @@ def models_list(
         table.add_column(column)
     for p in presets:
         name = p["name"] + (" (default)" if p["default"] else "")
-        ready = "[green]yes[/]" if p["prepared"] else "no"
+        ready = (
+            "[green]yes[/]"
+            if p["prepared" if settings.backend == "transformers" else "gguf"]
+            else "no"
+        )
         table.add_row(name, f"{p['size'] / 1e6:,.0f} MB", ready, escape(p["description"]))
     out.print(table)
     err.print(f"[dim]Prepared models live in {home}/models (RAG_HOME).[/]")
@@ -797,28 +801,29 @@ def models_list(
 
 @models_app.command("prepare")
 @friendly_errors
-@with_settings("model", "home", "progress")
+@with_settings("model", "backend", "home", "progress")
 def models_prepare(
     name: Annotated[
         str | None, typer.Argument(help="Preset name or .gguf path (default: the model setting).")
     ] = None,
     settings: Settings | None = None,
 ) -> None:
-    """Assemble, verify and convert a model once, so later answers load it in seconds."""
+    """Assemble and verify a model once (and convert it, for --backend transformers), so that
+    later answers load it in seconds."""
     import time
 
-    from rag import models
+    from rag.generate import prepare_model
 
     assert settings is not None
     target = name or settings.model
     started = time.perf_counter()
-    path = models.prepare(target, settings.home, progress=settings.progress)
+    path = prepare_model(target, settings.home, settings.backend, progress=settings.progress)
     err.print(f"{target} is ready in {path} ({time.perf_counter() - started:.1f} s).")
 
 
 @models_app.command("verify")
 @friendly_errors
-@with_settings("model", "home", "progress")
+@with_settings("model", "backend", "home", "progress")
 def models_verify(
     name: Annotated[
         str | None,
@@ -838,7 +843,8 @@ def models_verify(
 
     assert settings is not None
     target = name or settings.model
-    problem = models.verify(target, settings.home, repair=repair, progress=settings.progress)
+    check = models.verify if settings.backend == "transformers" else models.verify_gguf
+    problem = check(target, settings.home, repair=repair, progress=settings.progress)
     if problem is None:
         err.print(f"{target}: intact (every file matches its recorded SHA-256).")
     elif repair:

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The choices of the settings below, defined here once; modules that take one of these values
 # import the type from here.
 EmbedBackend = Literal["onnx-int8", "torch"]
-GeneratorBackend = Literal["transformers", "llama.cpp"]
+GeneratorBackend = Literal["llama.cpp", "transformers", "llama-cpp-python"]
 FusionMethod = Literal["weighted", "rrf", "dense", "lexical"]
 LogLevel = Literal["warning", "info", "debug"]
 
@@ -139,12 +139,13 @@ class Settings(BaseSettings):
         ),
     )
     backend: GeneratorBackend = Field(
-        default="transformers",
+        default="llama.cpp",
         description=(
-            "What runs the model: 'transformers' (bf16, converted once from the GGUF; works "
-            "after a plain install) or 'llama.cpp' (the GGUF's own quantized weights through "
-            "llama-cpp-python: faster on a CPU and about half the memory; needs "
-            "pip install 'rag-news[bench]', which compiles it)."
+            "What runs the model: 'llama.cpp' (the GGUF's own quantized weights, through the "
+            "prebuilt llama.cpp of the xllamacpp wheel: fast on a CPU, little memory), "
+            "'transformers' (bf16 weights converted once from the GGUF: slower, three times "
+            "the disk and memory) or 'llama-cpp-python' (llama.cpp compiled for this very "
+            "CPU; pip install 'rag-news[llama-cpp-python]' compiles it)."
         ),
     )
     passages: int = Field(

@@ -1,8 +1,9 @@
-"""The llama.cpp backend with the tiny preset: same interface, same prompt, same behaviour.
+"""The llama.cpp engine with the tiny preset: same interface, same prompt, same behaviour.
 
-Skipped as a whole when llama-cpp-python is not installed (it is the optional ``bench`` extra,
-compiled from source). The GGUF checks of ``rag.models.gguf_file`` need no llama.cpp and run
-always, on a fake preset made of small chunks.
+Every engine test runs on each runtime of the engine: the prebuilt llama.cpp of the xllamacpp
+wheel (the default, always installed) and llama-cpp-python (the optional extra, compiled from
+source: those runs are skipped when it is not installed). The GGUF checks of
+``rag.models.gguf_file`` need no llama.cpp and run on a fake preset made of small chunks.
 """
 
 from __future__ import annotations
@@ -28,10 +29,16 @@ QUESTION = [
 ]
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
 
-HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
-needs_llama = pytest.mark.skipif(
-    not HAS_LLAMA, reason="llama-cpp-python is not installed (pip install -e '.[bench]')"
-)
+HAS_LLAMA_CPP_PYTHON = importlib.util.find_spec("llama_cpp") is not None
+# The backends that run the llama.cpp engine, each test run on both.
+RUNTIMES = ["llama.cpp", "llama-cpp-python"]
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "llama-cpp-python" and not HAS_LLAMA_CPP_PYTHON:
+        pytest.skip("llama-cpp-python is not installed (pip install -e '.[llama-cpp-python]')")
+    return str(request.param)
 
 
 # --- the joined GGUF that llama.cpp reads ----------------------------------------------------
@@ -89,23 +96,63 @@ def test_a_model_folder_has_no_gguf(tmp_path: Path) -> None:
         models.gguf_file(str(tmp_path), tmp_path, progress=False)
 
 
-def test_missing_llama_cpp_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_llama_cpp_python_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import fails as if not installed
-    with pytest.raises(ModelError, match=r"rag-news\[bench\]"):
-        load_generator(TINY, Path("/nonexistent"), backend="llama.cpp")
+    with pytest.raises(ModelError, match=r"rag-news\[llama-cpp-python\]"):
+        load_generator(TINY, tmp_path, backend="llama-cpp-python")
+
+
+def test_another_xllamacpp_is_refused_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C structs are those of one xllamacpp release: another version is a clear error."""
+    import importlib.metadata
+
+    from rag.generate import libllama
+
+    libllama.open_library.cache_clear()
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata,
+        "version",
+        lambda name: "2099.1.1" if name == "xllamacpp" else real(name),
+    )
+    try:
+        with pytest.raises(
+            ModelError, match=r"pip install xllamacpp==" + libllama.XLLAMACPP_VERSION
+        ):
+            libllama.open_library()
+    finally:
+        libllama.open_library.cache_clear()
+
+
+def test_the_library_lays_its_structs_out_as_bound() -> None:
+    """What the library writes for each parameter struct is the size the binding declares."""
+    import ctypes
+    import platform
+
+    from rag.generate import libllama
+
+    library = libllama.open_library()
+    libllama.check_layout(library)  # raises on a mismatch
+    if platform.machine() == "x86_64":
+        for name, struct in (
+            ("llama_context_default_params", libllama.ContextParams),
+            ("llama_model_default_params", libllama.ModelParams),
+        ):
+            written = libllama._bytes_written(getattr(library.dll, name))
+            assert ctypes.sizeof(struct) - 8 < written <= ctypes.sizeof(struct), name
 
 
 # --- the tiny model through llama.cpp --------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> object:
-    if not HAS_LLAMA:
-        pytest.skip("llama-cpp-python is not installed (pip install -e '.[bench]')")
+def tiny(tmp_path_factory: pytest.TempPathFactory, backend: str) -> object:
     home = tmp_path_factory.getbasetemp() / "rag-home-tiny"
-    return load_generator(TINY, home, backend="llama.cpp", progress=False)
+    return load_generator(TINY, home, backend=backend, progress=False)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +163,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> TransformersGenerator
     )
 
 
-@needs_llama
 def test_same_interface_as_the_transformers_generator(tiny: object) -> None:
     for name in ("name", "context_length", "stop_token_ids", "load_seconds"):
         assert hasattr(tiny, name), name
@@ -127,7 +173,6 @@ def test_same_interface_as_the_transformers_generator(tiny: object) -> None:
     assert tiny.load_seconds > 0  # type: ignore[attr-defined]
 
 
-@needs_llama
 def test_prompt_and_tokens_match_transformers(
     tiny: object, reference: TransformersGenerator
 ) -> None:
@@ -140,7 +185,6 @@ def test_prompt_and_tokens_match_transformers(
     assert sorted(tiny.stop_token_ids) == sorted(reference.stop_token_ids)  # type: ignore[attr-defined]
 
 
-@needs_llama
 def test_stream_yields_pieces_then_one_generation(tiny: object) -> None:
     items = list(tiny.stream(QUESTION, max_new_tokens=24))  # type: ignore[attr-defined]
     *pieces, last = items
@@ -155,7 +199,6 @@ def test_stream_yields_pieces_then_one_generation(tiny: object) -> None:
     assert last.prefill_seconds > 0 and last.generation_seconds > 0
 
 
-@needs_llama
 def test_greedy_is_reproducible_with_and_without_the_cached_prompt(tiny: object) -> None:
     first = tiny.generate(STORY, max_new_tokens=20)  # type: ignore[attr-defined]
     again = tiny.generate(STORY, max_new_tokens=20)  # the prompt is reused from the cache
@@ -165,7 +208,6 @@ def test_greedy_is_reproducible_with_and_without_the_cached_prompt(tiny: object)
     assert first.new_tokens == again.new_tokens == cold.new_tokens == 20
 
 
-@needs_llama
 def test_a_prompt_sharing_a_prefix_reads_only_the_rest(tiny: object) -> None:
     tiny.generate(QUESTION, max_new_tokens=4)  # type: ignore[attr-defined]
     llama = tiny.llama  # type: ignore[attr-defined]
@@ -181,7 +223,6 @@ def test_a_prompt_sharing_a_prefix_reads_only_the_rest(tiny: object) -> None:
     assert "Rome" in reply.text
 
 
-@needs_llama
 def test_greedy_matches_transformers_on_the_first_tokens(
     tiny: object, reference: TransformersGenerator
 ) -> None:
@@ -192,7 +233,6 @@ def test_greedy_matches_transformers_on_the_first_tokens(
     assert ours.text.split()[:3] == theirs.text.split()[:3]
 
 
-@needs_llama
 def test_stop_penalty_keeps_it_writing(tiny: object) -> None:
     natural = tiny.generate(QUESTION, max_new_tokens=40)  # type: ignore[attr-defined]
     forced = tiny.generate(QUESTION, max_new_tokens=40, stop_penalty=1e9)  # type: ignore[attr-defined]
@@ -200,13 +240,11 @@ def test_stop_penalty_keeps_it_writing(tiny: object) -> None:
     assert forced.new_tokens == 40
 
 
-@needs_llama
 def test_sampling_runs(tiny: object) -> None:
     generation = tiny.generate(STORY, max_new_tokens=8, temperature=0.8)  # type: ignore[attr-defined]
     assert 0 < generation.new_tokens <= 8
 
 
-@needs_llama
 def test_limits(tiny: object, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError):
         tiny.generate(STORY, max_new_tokens=0)  # type: ignore[attr-defined]
@@ -218,7 +256,6 @@ def test_limits(tiny: object, monkeypatch: pytest.MonkeyPatch) -> None:
         tiny.generate(QUESTION, max_new_tokens=4)  # type: ignore[attr-defined]
 
 
-@needs_llama
 def test_closing_the_stream_stops_the_model(tiny: object) -> None:
     stream = tiny.stream(STORY, max_new_tokens=400)  # type: ignore[attr-defined]
     started = time.perf_counter()
@@ -231,15 +268,14 @@ def test_closing_the_stream_stops_the_model(tiny: object) -> None:
     assert "Paris" in tiny.generate(QUESTION, max_new_tokens=24).text  # type: ignore[attr-defined]
 
 
-@needs_llama
 def test_rag_answers_with_the_llama_cpp_backend(
-    tmp_path: Path, sample_article: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, sample_article: Path, tmp_path_factory: pytest.TempPathFactory, backend: str
 ) -> None:
     from rag import RAG
     from rag.generate.llamacpp import LlamaCppGenerator
 
     home = tmp_path_factory.getbasetemp() / "rag-home-tiny"
-    settings = {"model": TINY, "home": home, "backend": "llama.cpp", "max_new_tokens": 16}
+    settings = {"model": TINY, "home": home, "backend": backend, "max_new_tokens": 16}
     with RAG(tmp_path / "index", progress=False, **settings) as rag:
         rag.ingest([sample_article])
         assert isinstance(rag.generator, LlamaCppGenerator)
@@ -278,19 +314,16 @@ def counting_eval(generator: object) -> list[int]:
     return seen
 
 
-@needs_llama
-def test_a_new_process_loads_the_shared_prompt_from_disk(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_a_new_process_loads_the_shared_prompt_from_disk(tmp_path: Path, backend: str) -> None:
     home = tmp_path / "home"
-    first = load_generator(TINY, home, backend="llama.cpp", progress=False)
+    first = load_generator(TINY, home, backend=backend, progress=False)  # type: ignore[arg-type]
     reads = counting_eval(first)
     written = first.generate(LONG, max_new_tokens=12)
     saved = list((home / "prompt-cache").glob("*.kv"))
     assert len(saved) == 1
     assert reads[0] >= 64 and sum(reads[:2]) == written.prompt_tokens  # prefix, then the rest
 
-    second = load_generator(TINY, home, backend="llama.cpp", progress=False)  # a "new process"
+    second = load_generator(TINY, home, backend=backend, progress=False)  # type: ignore[arg-type]  # a "new process"
     reads = counting_eval(second)
     again = second.generate(LONG, max_new_tokens=12)
     assert reads[0] < written.prompt_tokens // 3  # only the last question was read
@@ -303,14 +336,13 @@ def test_a_new_process_loads_the_shared_prompt_from_disk(
     assert reads[0] == written.prompt_tokens
 
 
-@needs_llama
-def test_a_damaged_saved_prompt_is_read_again(tmp_path: Path) -> None:
+def test_a_damaged_saved_prompt_is_read_again(tmp_path: Path, backend: str) -> None:
     home = tmp_path / "home"
-    first = load_generator(TINY, home, backend="llama.cpp", progress=False)
+    first = load_generator(TINY, home, backend=backend, progress=False)  # type: ignore[arg-type]
     expected = first.generate(LONG, max_new_tokens=12).text
     (saved,) = (home / "prompt-cache").glob("*.kv")
     whole = saved.stat().st_size
     saved.write_bytes(saved.read_bytes()[: whole // 2])
-    second = load_generator(TINY, home, backend="llama.cpp", progress=False)
+    second = load_generator(TINY, home, backend=backend, progress=False)  # type: ignore[arg-type]
     assert second.generate(LONG, max_new_tokens=12).text == expected
     assert [f.stat().st_size for f in (home / "prompt-cache").glob("*.kv")] == [whole]

@@ -2,13 +2,14 @@
 
 - :mod:`rag.generate.base`: :class:`ChatModel`, the interface :mod:`rag.answer` uses, and the
   :class:`Generation` that ends every reply.
-- :mod:`rag.generate.transformers`: the transformers engine on the converted bf16 folder (the
-  default; works after the plain install).
-- :mod:`rag.generate.llamacpp`: the llama.cpp engine on the GGUF file (llama-cpp-python).
+- :mod:`rag.generate.llamacpp`: the llama.cpp engine on the GGUF file (the default), on the
+  prebuilt library of :mod:`rag.generate.libllama` or, compiled by the user,
+  :mod:`rag.generate.llama_cpp_python`.
+- :mod:`rag.generate.transformers`: the transformers engine on a converted bf16 folder.
 - :mod:`rag.generate.prompt_cache`: the saved KV caches of the prompt part answers share.
 
 :func:`load_generator` picks an engine by the ``backend`` setting and imports only that one, so
-neither engine's libraries load for the other.
+no engine's libraries load for another.
 """
 
 from __future__ import annotations
@@ -18,7 +19,22 @@ from pathlib import Path
 from rag.generate.base import MAX_CONTEXT, ChatModel, Generation, drain
 from rag.settings import GeneratorBackend, default
 
-__all__ = ["MAX_CONTEXT", "ChatModel", "Generation", "drain", "load_generator"]
+__all__ = ["MAX_CONTEXT", "ChatModel", "Generation", "drain", "load_generator", "prepare_model"]
+
+
+def prepare_model(
+    name_or_path: str,
+    home: Path,
+    backend: GeneratorBackend = default("backend"),
+    progress: bool = default("progress"),
+) -> Path:
+    """Make the model ready for ``backend``, once: the verified GGUF file that llama.cpp reads,
+    or the bf16 folder converted from it for transformers (three times the disk). Returns it."""
+    from rag import models
+
+    if backend == "transformers":
+        return models.prepare(name_or_path, home, progress=progress)
+    return models.gguf_file(name_or_path, home, progress=progress)
 
 
 def load_generator(
@@ -28,17 +44,22 @@ def load_generator(
     progress: bool = default("progress"),
     threads: int | None = default("threads"),
 ) -> ChatModel:
-    """Load the model with the chosen engine (the ``backend`` setting).
-
-    transformers is the default because it works after the plain install; llama.cpp needs
-    llama-cpp-python compiled (:mod:`rag.generate.llamacpp` says why it is worth it).
-    """
+    """Load the model with the chosen engine (the ``backend`` setting)."""
     if backend == "llama.cpp":
         from rag.generate.llamacpp import LlamaCppGenerator
 
         return LlamaCppGenerator(name_or_path, home, progress=progress, threads=threads)
+    if backend == "llama-cpp-python":
+        from rag.generate.llama_cpp_python import LlamaCppPython
+        from rag.generate.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(
+            name_or_path, home, progress=progress, threads=threads, runtime=LlamaCppPython
+        )
     if backend == "transformers":
         from rag.generate.transformers import TransformersGenerator
 
         return TransformersGenerator(name_or_path, home, progress=progress, threads=threads)
-    raise ValueError(f"Unknown backend {backend!r}: 'transformers' or 'llama.cpp'.")
+    raise ValueError(
+        f"Unknown backend {backend!r}: 'llama.cpp', 'transformers', 'llama-cpp-python'."
+    )

@@ -1,16 +1,20 @@
-"""The llama.cpp engine (llama-cpp-python) on the model's own GGUF file.
+"""The llama.cpp engine: the model's own GGUF file, its quantized weights read as they are.
 
-A second implementation of :class:`rag.generate.ChatModel`, chosen with the ``backend`` setting.
-Why it exists: on a small CPU llama.cpp runs the quantized Q4_K_M weights directly, where
-transformers has to dequantize them to bf16. That reads a fraction of the bytes per token (decode
-is memory-bound), loads by mmap instead of reading the weights, and needs about half the memory;
-see BENCHMARKS.md (``benchmarks/answer.py``) for the measured figures.
+The default engine (``backend = "llama.cpp"``). On a small CPU llama.cpp runs the Q4_K_M weights
+directly, where transformers has to dequantize them to bf16: it reads a fraction of the bytes per
+token (decode is memory-bound), loads by mmap instead of reading the weights, and needs about half
+the memory (BENCHMARKS.md, area ``answer``). It runs on one of two runtimes of the same C library,
+behind :class:`LlamaRuntime`:
 
-What stays the same as the transformers engine, so answers do not change in kind: the prompt
-is the same text (the model's chat template from the GGUF, rendered as transformers renders
-it), decoding is greedy at temperature 0, and ``stop_penalty`` is subtracted from the same
-end-of-turn logits. The weights are the publisher's Q4_K_M values as they are, rather than
-their bf16 dequantization, so the arithmetic (and now and then a greedy choice) differs.
+- :mod:`rag.generate.libllama`: llama.cpp as the ``xllamacpp`` wheel ships it, prebuilt (the
+  default: nothing is compiled at install);
+- :mod:`rag.generate.llama_cpp_python`: llama-cpp-python, for those who compile it
+  (``backend = "llama-cpp-python"``; ``pip install 'rag-news[llama-cpp-python]'``).
+
+This module is what they share, and what makes answers the same in kind as the transformers
+engine's: the prompt is the same text (the model's chat template from the GGUF, rendered as
+transformers renders it), decoding is greedy at temperature 0 (this module picks each token from
+the logits), and ``stop_penalty`` is subtracted from the same end-of-turn logits.
 
 Prompts are not read twice. The KV cache of the previous reply is kept, so a prompt that starts
 like the last one (a chat's earlier turns) only reads what is new. And the part of a prompt that
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +35,9 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from rag import models
 from rag.errors import ModelError
@@ -45,24 +51,70 @@ from rag.generate.prompt_cache import (
 from rag.settings import default
 from rag.system import cores
 
-if TYPE_CHECKING:
-    import numpy as np
-
-__all__ = ["INSTALL_HINT", "LlamaCppGenerator"]
+__all__ = ["LlamaCppGenerator", "LlamaRuntime"]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "The llama.cpp backend needs llama-cpp-python, which is compiled from source here (about "
-    "5 minutes on 2 cores; cmake and a C++ compiler must be installed): "
-    "pip install 'rag-news[bench]', or choose --backend transformers."
-)
+# Tokens read per llama_decode call while reading a prompt.
+BATCH = 512
+
+
+class LlamaRuntime(Protocol):
+    """One llama.cpp model and context, as this engine drives it."""
+
+    tokens: list[int]
+    """The tokens whose keys and values the context holds, in order."""
+    n_ctx: int
+    n_ctx_train: int
+    version: str
+    """Which runtime and library built the KV states it saves (part of their cache key)."""
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def piece(self, token: int) -> bytes: ...
+
+    def text_of(self, token: int) -> str: ...
+
+    @property
+    def bos(self) -> int: ...
+
+    @property
+    def eos(self) -> int: ...
+
+    def metadata(self, key: str) -> str | None: ...
+
+    def eval(self, tokens: list[int]) -> None: ...
+
+    def logits(self) -> np.ndarray: ...
+
+    def truncate(self, keep: int) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def state(self) -> bytes:
+        """The KV cache of everything the context holds."""
+        ...
+
+    def restore(self, state: bytes, tokens: list[int]) -> bool:
+        """Replace the context with a :meth:`state` of ``tokens``; False (and an empty context)
+        when the library refuses it."""
+        ...
+
+
+def native_runtime(path: Path, threads: int) -> LlamaRuntime:
+    """llama.cpp from the xllamacpp wheel (:mod:`rag.generate.libllama`)."""
+    from rag.generate.libllama import XLLAMACPP_VERSION, LlamaContext
+
+    context = LlamaContext(path, n_ctx=MAX_CONTEXT, n_batch=BATCH, threads=threads)
+    context.version = f"xllamacpp {XLLAMACPP_VERSION}"  # type: ignore[attr-defined]
+    return context  # type: ignore[return-value]
 
 
 class LlamaCppGenerator:
     """A GGUF chat model run by llama.cpp, a :class:`rag.generate.ChatModel`.
 
-    Not safe to call from two threads at once (one context, one KV cache).
+    ``runtime`` makes the model and context from the GGUF path and a thread count (default: the
+    prebuilt library). Not safe to call from two threads at once (one context, one KV cache).
     """
 
     def __init__(
@@ -71,58 +123,45 @@ class LlamaCppGenerator:
         home: Path,
         progress: bool = default("progress"),
         threads: int | None = default("threads"),
+        runtime: Any = native_runtime,
     ) -> None:
-        try:
-            import llama_cpp
-        except ImportError as error:
-            raise ModelError(INSTALL_HINT) from error
         self.name = name_or_path
         path = models.gguf_file(name_or_path, home, progress=progress)
         # Decode is memory-bound and prefill compute-bound; both want one thread per core, and
-        # more threads than cores only contend (as with torch, see rag.generate.transformers).
-        n_threads = threads or cores()
+        # more threads than cores only contend.
         started = time.perf_counter()
-        try:
-            self.llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=MAX_CONTEXT,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as error:
-            raise ModelError(f"llama.cpp could not load {path}: {error}") from error
+        self.llama: LlamaRuntime = runtime(path, threads or cores())
         self.load_seconds = time.perf_counter() - started
         self.path = path
         self.prompt_cache: Path | None = Path(home).expanduser() / PROMPT_CACHE
         # What a saved KV cache is only valid for: this file's bytes, this llama.cpp, this context.
         stat = path.stat()
         self._cache_key = (
-            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{llama_cpp.__version__}|"
-            f"{self.llama.n_ctx()}|{self.llama.n_batch}"
+            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.llama.version}|"
+            f"{self.llama.n_ctx}|{BATCH}"
         ).encode()
-        model = self.llama._model  # the vocabulary queries below are only on the inner model
-        self.context_length: int = min(self.llama.n_ctx(), model.n_ctx_train() or MAX_CONTEXT)
-        self._bos = _token_text(model, model.token_bos())
-        self._eos = _token_text(model, model.token_eos())
-        self.stop_token_ids: list[int] = self._stop_token_ids(model)
+        self.context_length: int = min(self.llama.n_ctx, self.llama.n_ctx_train or MAX_CONTEXT)
+        self._bos = self.llama.text_of(self.llama.bos)
+        self._eos = self.llama.text_of(self.llama.eos)
+        self.stop_token_ids: list[int] = self._stop_token_ids()
         if not self.stop_token_ids:
             raise ModelError(
                 f"Model {name_or_path!r} declares no end-of-sequence token, so a reply would never "
                 f"stop before max_new_tokens."
             )
-        template = self.llama.metadata.get("tokenizer.chat_template")
+        template = self.llama.metadata("tokenizer.chat_template")
         self._template = _compile(template) if template else None
 
     def __repr__(self) -> str:
         return f"LlamaCppGenerator({self.name!r}, context_length={self.context_length})"
 
-    def _stop_token_ids(self, model: Any) -> list[int]:
+    def _stop_token_ids(self) -> list[int]:
         """The declared EOS plus the known end-of-turn tokens, as rag.models.stop_token_ids."""
-        ids = [model.token_eos()] if model.token_eos() >= 0 else []
+        eos = self.llama.eos
+        ids = [eos] if eos >= 0 else []
         for text in END_OF_TURN_TOKENS:
-            found = self.llama.tokenize(text.encode(), add_bos=False, special=True)
-            if len(found) == 1 and _token_text(model, found[0]) == text:
+            found = self.llama.tokenize(text)
+            if len(found) == 1 and self.llama.text_of(found[0]) == text:
                 ids.append(found[0])
         return list(dict.fromkeys(ids))
 
@@ -130,25 +169,23 @@ class LlamaCppGenerator:
         """Tokens ``text`` takes in this model's vocabulary (no BOS added)."""
         if not text:
             return 0
-        return len(self._tokenize(text))
-
-    def _tokenize(self, text: str) -> list[int]:
-        # special=True: control tokens written in the text are read as such, as transformers'
-        # tokenizers do (rag.prompt defuses any an article might carry before this).
-        tokens: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        return tokens
+        return len(self.llama.tokenize(text))
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt text for ``messages`` in the model's own chat format, ready for a reply."""
+        return self._render(messages, add_generation_prompt=True)
+
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         if self._template is None:
             raise ModelError(f"Model {self.name!r} has no chat template; use an instruct model.")
-        prompt = self._template.render(
-            messages=messages,
-            add_generation_prompt=True,
-            bos_token=self._bos,
-            eos_token=self._eos,
+        return str(
+            self._template.render(
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self._bos,
+                eos_token=self._eos,
+            )
         )
-        return str(prompt)
 
     def forget(self) -> None:
         """Drop the prompt held in memory, as a new process starts (the saved shared part in
@@ -167,11 +204,9 @@ class LlamaCppGenerator:
         Same contract as :meth:`rag.generate.ChatModel.stream`. The model runs in this thread,
         one token per step of the iterator, so closing it early stops the model at once.
         """
-        import numpy as np
-
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        prompt = self._tokenize(self.chat_prompt(messages))
+        prompt = self.llama.tokenize(self.chat_prompt(messages))
         room = self.context_length - len(prompt)
         if room < 1:
             raise ModelError(
@@ -190,7 +225,7 @@ class LlamaCppGenerator:
         self._restore_prefix(messages, prompt)
         self._read_prompt(prompt)
         while True:
-            logits = self._logits()
+            logits = self.llama.logits()
             if stop_penalty:
                 logits[stops] -= stop_penalty
             token = _pick(logits, temperature, rng)
@@ -199,7 +234,7 @@ class LlamaCppGenerator:
                 first_at = time.perf_counter()
             if token in self.stop_token_ids:
                 break
-            piece = decoder.decode(self.llama.detokenize([token]))
+            piece = decoder.decode(self.llama.piece(token))
             if piece:
                 pieces.append(piece)
                 yield piece
@@ -222,86 +257,36 @@ class LlamaCppGenerator:
     def _read_prompt(self, tokens: list[int]) -> None:
         """Evaluate the prompt, reusing the cached tokens it starts with (at least one is read,
         so that the logits are those of its last token)."""
-        import numpy as np
-
-        llama = self.llama
-        cached = llama.input_ids[: min(llama.n_tokens, len(tokens) - 1)]
-        differ = np.flatnonzero(cached != np.asarray(tokens[: len(cached)]))
-        keep = int(differ[0]) if len(differ) else len(cached)
-        if keep == 0:
-            llama.reset()
-        else:
-            llama.n_tokens = keep  # eval() drops the KV cache from here on
-        llama.eval(tokens[keep:])
+        held = self.llama.tokens
+        limit = min(len(held), len(tokens) - 1)
+        keep = next((i for i in range(limit) if held[i] != tokens[i]), limit)
+        self.llama.truncate(keep)
+        self.llama.eval(tokens[keep:])
 
     def _restore_prefix(self, messages: list[dict[str, str]], prompt: list[int]) -> None:
         """Load the KV cache of the prompt's shared part (all messages but the last) from the
         prompt cache, or read it and save it there; nothing when memory already holds it."""
         if self.prompt_cache is None or len(messages) < 2 or self._template is None:
             return
-        text = self._template.render(
-            messages=messages[:-1],
-            add_generation_prompt=False,
-            bos_token=self._bos,
-            eos_token=self._eos,
-        )
-        prefix = self._tokenize(text)
+        prefix = self.llama.tokenize(self._render(messages[:-1], add_generation_prompt=False))
         if not worth_caching(prefix, prompt):
             return
-        llama = self.llama
-        if llama.n_tokens >= len(prefix) and list(llama.input_ids[: len(prefix)]) == prefix:
+        if self.llama.tokens[: len(prefix)] == prefix:
             return
         file = prompt_cache_file(self.prompt_cache, self._cache_key, prefix, ".kv")
-        if file.is_file() and self._load_prefix(file, prefix):
-            return
-        llama.reset()
-        llama.eval(prefix)
-        self._save_prefix(file, prefix)
-
-    def _load_prefix(self, file: Path, prefix: list[int]) -> bool:
-        import llama_cpp
-
-        llama = self.llama
-        llama.reset()
-        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llama.ctx), -1, 0, -1)
-        tokens = (llama_cpp.llama_token * len(prefix))()
-        count = ctypes.c_size_t(0)
-        read = llama_cpp.llama_state_seq_load_file(
-            llama.ctx, os.fsencode(file), 0, tokens, len(prefix), ctypes.byref(count)
-        )
-        if read == 0 or count.value != len(prefix) or list(tokens) != prefix:
-            # Cut off, from another build, or not what its name says: read the prompt instead.
+        if file.is_file():
+            state = read_state(file, prefix)
+            if state is not None and self.llama.restore(state, prefix):
+                with contextlib.suppress(OSError):
+                    os.utime(file)  # recently used: kept by prune_prompt_cache
+                return
+            # Cut off, altered, or not what its name says: read the prompt instead.
             log.debug("discarding the saved prompt %s", file)
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llama.ctx), -1, 0, -1)
             file.unlink(missing_ok=True)
-            return False
-        llama.input_ids[: len(prefix)] = prefix
-        llama.n_tokens = len(prefix)
-        with contextlib.suppress(OSError):
-            os.utime(file)  # recently used: kept by prune_prompt_cache
-        return True
-
-    def _save_prefix(self, file: Path, prefix: list[int]) -> None:
-        """Write the KV cache of ``prefix`` (all the context holds now) to ``file``."""
-        import llama_cpp
-
-        tokens = (llama_cpp.llama_token * len(prefix))(*prefix)
-        save_prompt_cache(
-            file,
-            lambda partial: bool(
-                llama_cpp.llama_state_seq_save_file(
-                    self.llama.ctx, os.fsencode(partial), 0, tokens, len(prefix)
-                )
-            ),
-        )
-
-    def _logits(self) -> np.ndarray:
-        """A copy of the next-token logits after the last evaluated token."""
-        import llama_cpp
-        import numpy as np
-
-        pointer = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
-        return np.ctypeslib.as_array(pointer, shape=(self.llama.n_vocab(),)).copy()
+        self.llama.reset()
+        self.llama.eval(prefix)
+        state = self.llama.state()
+        save_prompt_cache(file, lambda partial: write_state(partial, prefix, state))
 
     def generate(
         self,
@@ -314,6 +299,37 @@ class LlamaCppGenerator:
         return drain(self.stream(messages, max_new_tokens, temperature, stop_penalty))
 
 
+# A saved prefix: this header, the SHA-256 of what follows, the tokens, then llama.cpp's state.
+# llama.cpp aborts the process on a state it cannot parse, so nothing reaches it unchecked.
+_STATE_MAGIC = b"rag-kv-1\n"
+
+
+def write_state(path: Path, tokens: list[int], state: bytes) -> bool:
+    body = np.asarray(tokens, dtype="<i4").tobytes() + state
+    header = _STATE_MAGIC + len(tokens).to_bytes(4, "little") + hashlib.sha256(body).digest()
+    path.write_bytes(header + body)
+    return True
+
+
+def read_state(path: Path, tokens: list[int]) -> bytes | None:
+    """The llama.cpp state saved in ``path`` for ``tokens``, or None when the file is not whole,
+    not for those tokens, or not ours."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    start = len(_STATE_MAGIC) + 4 + 32
+    if len(data) < start or not data.startswith(_STATE_MAGIC):
+        return None
+    count = int.from_bytes(data[len(_STATE_MAGIC) : len(_STATE_MAGIC) + 4], "little")
+    body = data[start:]
+    if hashlib.sha256(body).digest() != data[start - 32 : start] or count != len(tokens):
+        return None
+    if np.frombuffer(body[: 4 * count], dtype="<i4").tolist() != tokens:
+        return None
+    return body[4 * count :]
+
+
 def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
     """Greedy at temperature 0 (reproducible), else a sample from the softmax."""
     import numpy as np
@@ -324,10 +340,6 @@ def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | Non
     scaled -= scaled.max()
     weights = np.exp(scaled)
     return int(rng.choice(len(weights), p=weights / weights.sum()))
-
-
-def _token_text(model: Any, token: int) -> str:
-    return model.token_get_text(token) if token >= 0 else ""
 
 
 def _compile(template: str) -> Any:

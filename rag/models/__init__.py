@@ -15,7 +15,7 @@ from rag.errors import ModelError
 from rag.models.catalog import END_OF_TURN_TOKENS, PRESETS, Chunk, Preset
 from rag.models.integrity import is_prepared, model_dir
 from rag.models.preparation import gguf_file, list_presets, prepare, resolve, stop_token_ids
-from rag.models.repair import repair_after_failure, verify
+from rag.models.repair import repair_after_failure, verify, verify_gguf
 from rag.settings import DEFAULT_MODEL
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "resolve",
     "stop_token_ids",
     "verify",
+    "verify_gguf",
 ]

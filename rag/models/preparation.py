@@ -47,18 +47,20 @@ from rag.settings import DEFAULT_MODEL, default
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["gguf_file", "list_presets", "prepare", "resolve", "stop_token_ids"]
+__all__ = ["gguf_file", "gguf_prepared", "list_presets", "prepare", "resolve", "stop_token_ids"]
 
 log = logging.getLogger(__name__)
 
 
 def list_presets(home: Path) -> list[dict[str, Any]]:
-    """Every preset with its description, GGUF size in bytes, and whether it is prepared."""
+    """Every preset with its description, GGUF size in bytes, and whether it is prepared: as
+    the verified GGUF that llama.cpp reads (``gguf``) and as the bf16 folder (``prepared``)."""
     return [
         {
             "name": preset.name,
             "description": preset.description,
             "size": preset.size,
+            "gguf": gguf_prepared(preset.name, home),
             "prepared": is_prepared(preset.name, home),
             "path": str(model_dir(preset.name, home)),
             "default": preset.name == DEFAULT_MODEL,
@@ -134,6 +136,30 @@ def _check_hashes(preset: Preset, digests: list[str]) -> None:
         raise _damaged(preset, bad, "does not match its published SHA-256")
 
 
+def joined_gguf(preset: Preset, home: Path) -> Path:
+    """Where a multi-chunk preset's joined GGUF lives (a single chunk is used in place)."""
+    return Path(home).expanduser() / "gguf" / preset.filename
+
+
+def gguf_prepared(name: str, home: Path) -> bool:
+    """Whether a preset's GGUF is ready to load without joining (no hashing: a cheap look)."""
+    preset = PRESETS[name]
+    if len(preset.chunks) == 1:
+        found = preset.chunks[0].locate()
+        return found is not None and found.stat().st_size == preset.size
+    target = joined_gguf(preset, home)
+    try:
+        seen = json.loads(target.with_name(f"{target.name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(seen, dict)
+        and seen.get("sha256") == preset.sha256
+        and target.is_file()
+        and target.stat().st_size == preset.size
+    )
+
+
 def gguf_file(name_or_path: str, home: Path, progress: bool = default("progress")) -> Path:
     """The verified GGUF file of a preset (or a given ``.gguf`` path), for runtimes that read GGUF.
 
@@ -164,8 +190,8 @@ def gguf_file(name_or_path: str, home: Path, progress: bool = default("progress"
             system.hash_files(paths, None, preset.size, f"Verifying {preset.name}", progress),
         )
         return paths[0]
-    folder = Path(home).expanduser() / "gguf"
-    target = folder / preset.filename
+    target = joined_gguf(preset, home)
+    folder = target.parent
     record = folder / f"{preset.filename}.json"
     if target.is_file():
         try:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag import system
 from rag.errors import ModelError
 from rag.models.catalog import PRESETS
 from rag.models.integrity import (
@@ -24,10 +25,10 @@ from rag.models.integrity import (
     rehash,
     warn_damaged,
 )
-from rag.models.preparation import prepare, resolve
+from rag.models.preparation import gguf_file, joined_gguf, prepare, resolve
 from rag.settings import default
 
-__all__ = ["repair_after_failure", "verify"]
+__all__ = ["repair_after_failure", "verify", "verify_gguf"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,35 @@ def verify(
     if problem is not None and repair:
         warn_damaged(folder, problem)
         _rebuild(folder, info, progress)
+    return problem
+
+
+def verify_gguf(
+    name: str, home: Path, repair: bool = True, progress: bool = default("progress")
+) -> str | None:
+    """Hash a preset's GGUF (the joined file, or its single chunk) against the publisher's
+    SHA-256; what is wrong, or None. With ``repair`` a damaged joined file is joined again from
+    the chunk packages (a damaged single chunk can only be reinstalled: the error says how)."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ModelError(f"{name!r} is not a preset; only a preset's GGUF can be verified.")
+    if len(preset.chunks) == 1:
+        gguf_file(name, home, progress=progress)  # hashes the chunk, ModelError if damaged
+        return None
+    target = joined_gguf(preset, home)
+    if not target.is_file():
+        raise ModelError(
+            f"Model {name!r} has no joined GGUF under {home}, so there is nothing to verify. "
+            f"Prepare it with: rag models prepare {name}"
+        )
+    digest = system.file_sha256(target, f"Verifying {target.name}", progress)
+    if digest == preset.sha256:
+        return None
+    problem = f"{target.name} does not match its SHA-256"
+    if repair:
+        log.warning("%s of %s; joining it again from the chunk packages.", problem, name)
+        target.unlink()
+        gguf_file(name, home, progress=progress)
     return problem
 
 
