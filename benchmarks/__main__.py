@@ -27,6 +27,11 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(f"benchmarks.{name}")
 
 
+def any_area_has(key: str) -> bool:
+    """Whether some area still reports ``key`` (the name of a figure in latest.json)."""
+    return any(key in load(name).KEYS for name in MODULES)
+
+
 def fmt(value: object) -> str:
     if isinstance(value, float):
         if math.isnan(value):
@@ -61,6 +66,9 @@ def main() -> None:
         started = time.perf_counter()
         figures = module.run(ctx)
         seconds = time.perf_counter() - started
+        # An area's figures replace all of its earlier ones (a key it no longer reports goes).
+        for stale in [k for k in results if k in module.KEYS or not any_area_has(k)]:
+            del results[stale]
         # NaN (a figure that could not be measured) is stored as null: JSON has no NaN.
         results.update(
             {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in figures.items()}

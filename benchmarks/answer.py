@@ -8,16 +8,18 @@ and writing the SAME number of new tokens: the length of our natural answer, for
 sides by banning the end-of-turn tokens (our ``stop_penalty`` set huge, a logits processor
 for llama.cpp). llama.cpp runs as a user would run it: the stock ``Llama.generate`` (the token
 loop of ``create_completion``) with its defaults, one thread per core, greedy, its KV cache
-emptied before each run. Ours runs with the configured backend (``RAG_BACKEND``, default
-transformers); when llama-cpp-python is installed our llama.cpp backend is timed as well, as
-a new ``rag ask`` process would run it (the saved shared prompt prefix loaded from disk, see
-rag.generate.llamacpp) and with that cache off. Runs are interleaved and medians taken, so a
-busy machine slows every side alike.
+emptied before each run. Ours runs with the configured backend (``RAG_BACKEND``, default the
+prebuilt llama.cpp) as a new ``rag ask`` process would run it (the saved shared prompt prefix
+loaded from disk, see rag.generate.llamacpp), and with that cache off; the transformers backend
+and, when installed, the llama-cpp-python backend are timed beside it. Runs are interleaved
+and medians taken, so a busy machine slows every side alike. The same is then timed with
+another process keeping one core busy, as other work on a user's machine would.
 
 Memory and cold start are measured on real ``rag ask`` processes: the peak resident memory of
 each (``ru_maxrss`` from ``wait4``), and the seconds from launching it to the first answer
-character on its terminal (a pseudo-terminal, so it streams as it does for a person), models
-already prepared and the index built.
+character on its terminal (a pseudo-terminal, so it streams as it does for a person) and to its
+exit, models already prepared and the index built. Last, an empty RAG_HOME: the time
+``rag models prepare`` takes there and the disk RAG_HOME holds after an ingest and an answer.
 
     .venv/bin/python -m benchmarks --only answer
     .venv/bin/pip install -e ".[bench]"      # llama-cpp-python, built from source (~5 min)
@@ -25,10 +27,12 @@ already prepared and the index built.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -53,19 +57,27 @@ KEYS = {
     "answer_new_tokens": "new tokens written by both sides (our natural answer length, forced)",
     "answer_s": "our end-to-end answer time on the sample question (RAG.ask), median s",
     "llamacpp_answer_s": "llama-cpp-python, same GGUF, prompt and new tokens, median s",
-    "answer_time_ratio_vs_llamacpp": "answer_s / llamacpp_answer_s (same run; target <= 1.0)",
+    "answer_time_ratio_vs_llamacpp": "answer_s / llamacpp_answer_s (same run; target <= 0.6)",
     "ours_prefill_tps": "our prompt reading speed, tokens/s (median)",
     "ours_decode_tps": "our writing speed after the first token, tokens/s (median)",
     "llamacpp_prefill_tps": "llama-cpp-python prompt reading speed, tokens/s (median)",
     "llamacpp_decode_tps": "llama-cpp-python writing speed, tokens/s (median)",
-    "answer_s_llamacpp_backend": "our answer time with backend llama.cpp (as rag ask), median s",
-    "answer_time_ratio_llamacpp_backend": "the same over llamacpp_answer_s (same run)",
-    "answer_s_llamacpp_backend_uncached": "the same with its saved prompt prefix off, median s",
-    "answer_time_ratio_llamacpp_backend_uncached": "the same over llamacpp_answer_s (same run)",
+    "answer_s_uncached": "ours with the saved prompt prefix off (the whole prompt read), median s",
+    "answer_time_ratio_uncached": "the same over llamacpp_answer_s (same run)",
+    "answer_s_transformers_backend": "ours with backend transformers (bf16), median s",
+    "answer_time_ratio_transformers_backend": "the same over llamacpp_answer_s (same run)",
+    "answer_s_llama_cpp_python_backend": "ours with backend llama-cpp-python, median s",
+    "answer_time_ratio_llama_cpp_python_backend": "the same over llamacpp_answer_s (same run)",
+    "answer_s_one_core_busy": "ours (default threads) while another process keeps a core busy",
+    "answer_s_one_core_busy_1_thread": "the same with --threads 1",
+    "llamacpp_answer_s_one_core_busy": "llama-cpp-python (2 threads), one core busy, median s",
     "ask_peak_rss_gb": "peak resident memory of one `rag ask` process, default settings, GB",
     "cold_start_s": "launching `rag ask` to its first streamed answer character, median s",
-    "ask_peak_rss_gb_llamacpp_backend": "peak memory of `rag ask --backend llama.cpp`, GB",
-    "cold_start_s_llamacpp_backend": "cold start of `rag ask --backend llama.cpp`, median s",
+    "ask_total_s": "launching `rag ask` to its exit (answer and sources printed), median s",
+    "ask_peak_rss_gb_transformers_backend": "peak memory of `rag ask --backend transformers`, GB",
+    "cold_start_s_transformers_backend": "cold start of `rag ask --backend transformers`, s",
+    "fresh_home_prepare_s": "`rag models prepare` of the default preset in an empty RAG_HOME, s",
+    "fresh_home_disk_gb": "RAG_HOME after that prepare, an ingest and an answer, GB",
 }
 
 # Subtracted from the end-of-turn logits so neither side can stop before the forced length.
@@ -173,8 +185,10 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def cold_start(index: Path, env: dict[str, str], timeout: float = 900) -> tuple[float, float]:
-    """(seconds to the first answer character, peak RSS in GB) of one `rag ask` process.
+def cold_start(
+    index: Path, env: dict[str, str], timeout: float = 900
+) -> tuple[float, float, float]:
+    """(seconds to the first answer character, to the exit, peak RSS in GB) of one `rag ask`.
 
     Its stdout is a pseudo-terminal, so rich streams the answer as the model writes it, as a
     person sees it; stderr (status lines) is dropped, so it is not mistaken for the answer.
@@ -214,10 +228,23 @@ def cold_start(index: Path, env: dict[str, str], timeout: float = 900) -> tuple[
     finally:
         os.close(leader)
     process.wait(timeout=60)
+    ended = time.time()
     started, peak_kb, code = report.read_text().split()
     if int(code) != 0 or first is None:
         raise RuntimeError(f"rag ask failed (exit {code}): {seen[-500:]}")
-    return first - float(started), int(peak_kb) / 1e6
+    return first - float(started), ended - float(started), int(peak_kb) / 1e6
+
+
+@contextlib.contextmanager
+def one_core_busy() -> Iterator[None]:
+    """Another process spinning on one core for the duration, as other work on a laptop."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
@@ -243,31 +270,34 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
     forced = {"stop_penalty": BAN, "max_new_tokens": new_tokens}
     rag.close()
 
-    # Our sides, each timed as RAG.ask: the configured backend, and when llama-cpp-python is
-    # there our llama.cpp backend with its saved prompt prefix (as `rag ask` runs it) and without.
+    # Our sides, each timed as RAG.ask: the configured backend as `rag ask` runs it (its
+    # saved prompt prefix loaded), the same with that cache off, and the other backends.
     sides = {"": open_rag(index, backend, **forced)}
+    uncached = open_rag(index, backend, **forced)
+    uncached[1].inner.prompt_cache = None
+    sides["_uncached"] = uncached
+    others = ["transformers"] + (["llama-cpp-python"] if with_llama else [])
+    for other in others:
+        if other != backend:
+            sides[f"_{other.replace('-', '_')}_backend"] = open_rag(index, other, **forced)
     llm = None
     if with_llama:
         from llama_cpp import Llama
 
-        if backend != "llama.cpp":
-            sides["_llamacpp_backend"] = open_rag(index, "llama.cpp", **forced)
-        uncached = open_rag(index, "llama.cpp", **forced)
-        uncached[1].inner.prompt_cache = None
-        sides["_llamacpp_backend_uncached"] = uncached
         gguf = models.gguf_file(settings.model, settings.home, progress=False)
         llm = Llama(model_path=str(gguf), n_ctx=8192, n_threads=os.cpu_count(), verbose=False)
+    stops = list(recorder.stop_token_ids)
     times: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     base: list[dict[str, float]] = []
     for n in range(repeats):
         for name, (side_rag, side_recorder) in sides.items():
             times[name].append(time_ours(side_rag, side_recorder))
         if llm is not None:
-            base.append(time_llamacpp(llm, prompt, new_tokens, list(recorder.stop_token_ids)))
+            base.append(time_llamacpp(llm, prompt, new_tokens, stops))
         ctx.log(
             f"run {n + 1}/{repeats}: "
             + ", ".join(f"ours{name} {times[name][-1]['s']:.1f} s" for name in sides)
-            + (f", llama.cpp {base[-1]['s']:.1f} s" if base else "")
+            + (f", llama-cpp-python {base[-1]['s']:.1f} s" if base else "")
         )
     lengths = {r["new"] for runs in [*times.values(), base] for r in runs}
     assert lengths == {new_tokens}, f"unequal lengths: {lengths}"
@@ -275,23 +305,35 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
     figures["answer_s"] = median([r["s"] for r in ours])
     figures["ours_prefill_tps"] = median([r["prefill_tps"] for r in ours])
     figures["ours_decode_tps"] = median([r["decode_tps"] for r in ours])
+    for name, runs in times.items():
+        if name:
+            figures[f"answer_s{name}"] = median([r["s"] for r in runs])
     if base:
         if base[0]["prompt_tokens"] != figures["answer_prompt_tokens"]:
             ctx.log(f"note: llama.cpp reads the prompt as {base[0]['prompt_tokens']} tokens")
         figures["llamacpp_answer_s"] = median([r["s"] for r in base])
         figures["llamacpp_prefill_tps"] = median([r["prefill_tps"] for r in base])
         figures["llamacpp_decode_tps"] = median([r["decode_tps"] for r in base])
-        if backend == "llama.cpp":
-            times["_llamacpp_backend"] = ours
         for name, runs in times.items():
             ratio = median([o["s"] / b["s"] for o, b in zip(runs, base, strict=True)])
-            if name:
-                figures[f"answer_s{name}"] = median([r["s"] for r in runs])
-                figures[f"answer_time_ratio{name}"] = ratio
-            else:
-                figures["answer_time_ratio_vs_llamacpp"] = ratio
+            figures[f"answer_time_ratio{name}" if name else "answer_time_ratio_vs_llamacpp"] = ratio
     else:
         ctx.log("llama-cpp-python is not installed (pip install -e '.[bench]'): no comparison")
+
+    # Under load: another process keeps one core busy, as other work on a user's machine.
+    one_thread = open_rag(index, backend, threads=1, **forced)
+    loaded: dict[str, list[float]] = {"ours": [], "ours_1": [], "base": []}
+    with one_core_busy():
+        for _ in range(max(1, repeats // 2)):
+            loaded["ours"].append(time_ours(*sides[""])["s"])
+            loaded["ours_1"].append(time_ours(*one_thread)["s"])
+            if llm is not None:
+                loaded["base"].append(time_llamacpp(llm, prompt, new_tokens, stops)["s"])
+    one_thread[0].close()
+    figures["answer_s_one_core_busy"] = median(loaded["ours"])
+    figures["answer_s_one_core_busy_1_thread"] = median(loaded["ours_1"])
+    if loaded["base"]:
+        figures["llamacpp_answer_s_one_core_busy"] = median(loaded["base"])
     for side_rag, _ in sides.values():
         side_rag.close()
     del sides, llm
@@ -301,19 +343,51 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
     env.update({"COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"})
     runs = 1 if ctx.quick else 3
     variants = [(backend, "")]
-    if with_llama and backend != "llama.cpp":
-        variants.append(("llama.cpp", "_llamacpp_backend"))
+    if backend != "transformers":
+        variants.append(("transformers", "_transformers_backend"))
     for name, suffix in variants:
-        starts, peaks = [], []
+        starts, totals, peaks = [], [], []
         for _ in range(runs):
             try:
-                seconds, peak = cold_start(index, {**env, "RAG_BACKEND": name})
+                first, total, peak = cold_start(index, {**env, "RAG_BACKEND": name})
             except RuntimeError as error:  # keep the figures measured above
                 ctx.log(f"rag ask ({name}) failed: {error}")
                 continue
-            starts.append(seconds)
+            starts.append(first)
+            totals.append(total)
             peaks.append(peak)
-            ctx.log(f"rag ask ({name}): first token at {seconds:.1f} s, peak RSS {peak:.2f} GB")
+            ctx.log(f"rag ask ({name}): first character {first:.1f} s, exit {total:.1f} s, "
+                    f"peak RSS {peak:.2f} GB")  # fmt: skip
         figures[f"cold_start_s{suffix}"] = median(starts) if starts else float("nan")
         figures[f"ask_peak_rss_gb{suffix}"] = max(peaks) if peaks else float("nan")
+        if not suffix:
+            figures["ask_total_s"] = median(totals) if totals else float("nan")
+    figures |= fresh_home(ctx, folder, env)
     return figures
+
+
+def fresh_home(ctx: BenchContext, folder: Path, env: dict[str, str]) -> dict[str, float]:
+    """What the default preset costs a new machine: `rag models prepare` in an empty RAG_HOME,
+    then an ingest of the sample and one answer; the disk RAG_HOME holds afterwards."""
+    home = folder / "fresh-home"
+    shutil.rmtree(home, ignore_errors=True)
+    rag = Path(sys.executable).with_name("rag")
+    run_env = {**env, "RAG_HOME": str(home), "RAG_PROGRESS": "false"}
+    started = time.perf_counter()
+    subprocess.run([str(rag), "models", "prepare"], env=run_env, check=True, capture_output=True)
+    prepared = time.perf_counter() - started
+    index = folder / "fresh-index"
+    shutil.rmtree(index, ignore_errors=True)
+    subprocess.run(
+        [str(rag), "ingest", str(SAMPLE_ARTICLES), "--index", str(index)],
+        env=run_env, check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        [str(rag), "ask", SAMPLE_QUESTION, "--index", str(index)],
+        env=run_env, check=True, capture_output=True,
+    )  # fmt: skip
+    size = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
+    ctx.log(f"fresh RAG_HOME: prepared in {prepared:.0f} s, {size / 1e9:.2f} GB after an answer")
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(index, ignore_errors=True)
+    return {"fresh_home_prepare_s": prepared, "fresh_home_disk_gb": size / 1e9}

@@ -2,8 +2,8 @@
 
 A speed change may not cost quality, so every full benchmark run measures it
 again with the same code ``rag eval`` uses (fixed seed, retrieval over every
-SQuAD tune paragraph), for the default backend and, when llama-cpp-python is
-installed, for the llama.cpp backend too: its speed figures stand next to these.
+SQuAD tune paragraph), for the default backend and the transformers backend, whose speed
+figures stand next to these.
 ``--model NAME`` measures another preset instead (its figures carry its name).
 
     .venv/bin/python -m benchmarks --only quality
@@ -12,15 +12,15 @@ installed, for the llama.cpp backend too: its speed figures stand next to these.
 
 from __future__ import annotations
 
-from benchmarks.answer import llama_cpp_installed
 from benchmarks.common import SQUAD, BenchContext
 from rag import RAG
 from rag.evaluate import evaluate, load_squad
 from rag.models import PRESETS
-from rag.settings import DEFAULT_MODEL
+from rag.settings import DEFAULT_MODEL, Settings
 
-# The llama.cpp backend's figures go under the same keys with this suffix.
-LLAMACPP = "_llamacpp_backend"
+# The other backend's figures go under the same keys with this suffix.
+OTHER_BACKEND = "transformers"
+OTHER = "_transformers_backend"
 
 # Each figure: the metric of rag.evaluate it reports, and what it is.
 FIGURES = {
@@ -51,7 +51,7 @@ KEYS = {
     "quality_model": "generator the answer figures below were measured with",
     "quality_n": "questions answered",
     **{key: about for key, (_, about) in FIGURES.items()},
-    **{f"{key}{LLAMACPP}": "the same, backend llama.cpp" for key in FIGURES},
+    **{f"{key}{OTHER}": f"the same, backend {OTHER_BACKEND}" for key in FIGURES},
     **{f"{key}_{model}": f"the same, model {model}" for model in OTHER_MODELS for key in FIGURES},
 }
 
@@ -63,13 +63,14 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
     squad = load_squad(SQUAD, folder)
     n = 10 if ctx.quick else 100
     figures: dict[str, float | int | str | None] = {}
+    default_backend = Settings().backend
     if model == DEFAULT_MODEL:
         figures["quality_model"] = model
-        backends = {"transformers": ""}
-        if llama_cpp_installed():
-            backends["llama.cpp"] = LLAMACPP
+        backends = {default_backend: ""}
+        if default_backend != OTHER_BACKEND and not ctx.quick:
+            backends[OTHER_BACKEND] = OTHER
     else:
-        backends = {"transformers": f"_{model}"}
+        backends = {default_backend: f"_{model}"}
     for backend, suffix in backends.items():
         with RAG(folder / "index", progress=False, backend=backend, model=model) as rag:
             result = evaluate(rag, squad, limit=n, seed=0)
