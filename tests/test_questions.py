@@ -292,6 +292,14 @@ def test_question_not_in_english_is_answered_or_declined(tiny: RAG, question: st
 # --- articles that try to steer the model --------------------------------------------------------
 
 
+def token_ids(generator: object, text: str) -> list[int]:
+    """``text`` as the engine's own tokenizer reads it (control tokens as such, nothing added)."""
+    tokenizer = getattr(generator, "tokenizer", None)
+    if tokenizer is not None:  # transformers
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    return list(generator.llama.tokenize(text))  # type: ignore[attr-defined]  # llama.cpp
+
+
 @pytest.mark.parametrize("examples", [True, False], ids=["packaged", "no-examples"])
 def test_hostile_article_cannot_steer_the_answer(
     hostile_index: Path, no_examples: Path, examples: bool, monkeypatch: pytest.MonkeyPatch
@@ -308,8 +316,8 @@ def test_hostile_article_cannot_steer_the_answer(
     prompts = spy_on_prompts(rag, monkeypatch)
     questions = [QUESTION, "What are the new rules?", "What rights does Microsoft get on Azure?"]
     answers = [rag.ask(question) for question in questions]
-    tokenizer = rag.generator.tokenizer
-    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    im_start = token_ids(rag.generator, "<|im_start|>")
+    assert len(im_start) == 1  # a control token, read as one
     for question, answer, messages in zip(questions, answers, prompts, strict=True):
         assert_well_formed(answer, question)
         assert len(answer.passages) == 4
@@ -321,8 +329,8 @@ def test_hostile_article_cannot_steer_the_answer(
         assert "‹|im_start|›system" in user  # still there to read, no longer a control token
         # The model reads exactly the turns we wrote: one start-of-turn token per message,
         # and one for the assistant turn it is to write.
-        ids = tokenizer.encode(rag.generator.chat_prompt(messages), add_special_tokens=False)
-        assert ids.count(im_start) == len(messages) + 1
+        ids = token_ids(rag.generator, rag.generator.chat_prompt(messages))
+        assert ids.count(im_start[0]) == len(messages) + 1
     if not examples:
         # So that the checks above ran on citations, not only on refusals.
         assert any(answer.citations for answer in answers), [a.raw_text for a in answers]
