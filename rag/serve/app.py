@@ -283,17 +283,33 @@ class BodyLimit:
                 await self._refuse(scope, receive, send)
                 return
         received = 0
+        over = False
 
         async def counted() -> Message:
-            nonlocal received
+            # Past the limit the app is told the body ended, and its answer is replaced below:
+            # FastAPI turns an error raised while it reads a body into its own 400.
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise HTTPException(413, self._message())
+                    over = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        await self.app(scope, counted, send)
+        refused = False
+
+        async def answered(message: Message) -> None:
+            nonlocal refused
+            if not over:
+                await send(message)
+            elif not refused and message["type"] == "http.response.start":
+                refused = True
+                await self._refuse(scope, receive, send)
+
+        await self.app(scope, counted, answered)
 
     def _message(self) -> str:
         return (

@@ -29,7 +29,7 @@ class Access:
     def __init__(self, token: SecretStr | None, token_for_reads: bool) -> None:
         self._token = token.get_secret_value() if token is not None else None
         if token_for_reads and not self._token:
-            raise ValueError(
+            raise RagError(
                 "token_for_reads is set but no api_token is: set RAG_API_TOKEN, or the "
                 "read endpoints could never be used."
             )
