@@ -45,7 +45,9 @@ def serve(settings: Settings, console: Console) -> None:
             "reach, with no API token: anyone who can reach it can search and ask. Set "
             "RAG_API_TOKEN (and token_for_reads) or listen on 127.0.0.1."
         )
-    console.print(f"Serving {settings.index} on http://{settings.host}:{settings.port}/")
+    console.print(
+        f"Serving {settings.index} on http://{settings.host}:{settings.port}/", soft_wrap=True
+    )
     uvicorn.run(
         app,
         host=settings.host,
