@@ -115,7 +115,8 @@ function highlighted(text, words) {
     fragment.append(text);
     return fragment;
   }
-  const pattern = new RegExp(wanted.map(escapeRegExp).join("|"), "gi");
+  // Whole words only: "$1" is not marked inside "$10".
+  const pattern = new RegExp("(?<![\\w$])(?:" + wanted.map(escapeRegExp).join("|") + ")(?!\\w)", "giu");
   let at = 0;
   for (const match of text.matchAll(pattern)) {
     if (match.index > at) fragment.append(text.slice(at, match.index));
@@ -256,9 +257,12 @@ function marker(number) {
 function supportingWords(answer, number) {
   const words = [];
   for (const sentence of answer.sentences) {
-    if (sentence.citations.includes(number)) words.push(...(sentence.text.match(WORD_RE) || []));
+    if (!sentence.citations.includes(number)) continue;
+    // Not the markers' own numbers, nor the comma or full stop after a number.
+    const plain = sentence.text.replace(MARKER_RE, " ");
+    for (const word of plain.match(WORD_RE) || []) words.push(word.replace(/[.,]+$/, ""));
   }
-  return words;
+  return words.filter((word) => word.length > 0);
 }
 
 function showCitation(number) {
