@@ -4,8 +4,9 @@ A real ``rag serve`` process with the tiny model listens on a free loopback port
 ``SEARCHERS`` clients search while ``ASKERS`` ask for streamed answers (one answer at a
 time is generated, the rest wait in the bounded queue or are refused with the documented
 503). Every request loop is bounded in count and time, and only 127.0.0.1 is contacted.
-Searches are timed end to end (HTTP, JSON, the query's embedding, the search), first with
-no question being answered, then while one is: what a search costs beside generation.
+Searches are timed end to end (HTTP, JSON, the query's embedding, the search): from one
+client alone, from all of them with no question being answered (the server searches one
+at a time, so each waits for those ahead), then while answers are written.
 
 The same :class:`ServerProcess` and :func:`load` drive the server's tests
 (``tests/test_serve_*.py``), which assert behaviour only.
@@ -46,6 +47,7 @@ QUESTIONS = (
 KEYS = {
     "serve_model": "generator of the server under load (the tiny model)",
     "serve_passages": "passages in the index it serves",
+    "serve_search_single_p50_ms": "POST /search, one client alone, median ms (one search's cost)",
     "serve_search_idle_p50_ms": f"POST /search, {SEARCHERS} clients, no answer running, median ms",
     "serve_search_idle_p95_ms": "the same, 95th percentile ms",
     "serve_search_p50_ms": f"POST /search, {SEARCHERS} clients while {ASKERS} ask, median ms",
@@ -332,14 +334,17 @@ def run(ctx: BenchContext) -> dict[str, float | int | str | None]:
     # Short answers: the figure is the searches' latency beside generation, not the answers'.
     args = ("--model", TINY, "--max-new-tokens", "48", "--queue-size", "2", "--no-progress")
     with ServerProcess(index, *args, log=folder / "server.log", cwd=folder) as server:
+        single = load(server.url, searchers=1, askers=0, searches_each=20 if ctx.quick else 50)
         idle = load(server.url, askers=0, searches_each=5 if ctx.quick else 10)
         loaded = load(server.url, searches_each=10 if ctx.quick else 25)
+    single_s = [s.seconds for s in single.searches if s.status == 200]
     idle_s = [s.seconds for s in idle.searches if s.status == 200]
     during = loaded.during_answers()
     ms = 1000.0
     return {
         "serve_model": TINY,
         "serve_passages": passages,
+        "serve_search_single_p50_ms": percentile(single_s, 50) * ms,
         "serve_search_idle_p50_ms": percentile(idle_s, 50) * ms,
         "serve_search_idle_p95_ms": percentile(idle_s, 95) * ms,
         "serve_search_p50_ms": percentile(during, 50) * ms,
