@@ -81,7 +81,8 @@ def client(index: Path, root: Path) -> Iterator[TestClient]:
     settings = settings_for(
         index, root, api_token=TOKEN, max_body_mb=1, cors_origins=[ALLOWED_ORIGIN], max_k=20
     )
-    with TestClient(create_app(settings)) as client:
+    # A failure is the 500 a client gets, not an exception raised into the test.
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield ready(client)
 
 
@@ -208,6 +209,42 @@ def test_ask_stream_sends_tokens_then_the_answer(client: TestClient) -> None:
     assert written.strip() == answer.raw_text.strip()
     if last >= 0:
         assert answer.attempts == 2 and events[last][1]["passages"] == len(answer.passages)
+
+
+def test_an_error_while_answering_is_a_json_error_or_an_error_event(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.errors import IndexBusy
+
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    def busy(*args: object, **kwargs: object) -> Iterator[str]:
+        yield "The"
+        raise IndexBusy("The index is being rebuilt; try again.")
+
+    monkeypatch.setattr(service.answerer, "ask_stream", busy)
+    response = client.post("/ask", json={"question": QUESTION})
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert error_of(response) == {
+        "error": "IndexBusy",
+        "detail": "The index is being rebuilt; try again.",
+    }
+    with client.stream("POST", "/ask/stream", json={"question": QUESTION}) as streamed:
+        events = list(sse_events(streamed.iter_lines()))
+    assert events == [
+        ("token", {"text": "The"}),
+        ("error", {"error": "IndexBusy", "detail": "The index is being rebuilt; try again."}),
+    ]
+
+    def broken(*args: object, **kwargs: object) -> Iterator[str]:
+        raise KeyError("secret internals")
+        yield ""
+
+    monkeypatch.setattr(service.answerer, "ask_stream", broken)
+    response = client.post("/ask", json={"question": QUESTION})
+    assert response.status_code == 500 and "secret" not in response.text
+    assert error_of(response)["error"] == "internal error"
+    assert not client.get("/health").json()["generating"]  # the turn ended all the same
 
 
 def test_articles_are_shown_whole(client: TestClient) -> None:

@@ -77,6 +77,9 @@ STATIC = Path(__file__).with_name("static")
 UPLOADS_DIR = "uploads"
 UPLOAD_CHUNK = 1 << 20
 MAX_UPLOAD_FILES = 100
+# Retry-After for a busy index (another process writes) or a model not loaded: no estimate
+# exists, and a few seconds is how long a writer holds the index between its commits.
+RETRY_BUSY_S = 5
 # How often a plain (not streamed) answer looks whether its client is still there.
 DISCONNECT_POLL_S = 0.5
 # The page loads nothing from elsewhere, runs no inline script, and inserts article text as
@@ -389,7 +392,7 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
         if isinstance(error, QueueFull):
             headers = {"Retry-After": str(error.retry_after)}
         elif isinstance(error, IndexBusy | ModelError):
-            headers = {"Retry-After": "5"}
+            headers = {"Retry-After": str(RETRY_BUSY_S)}
         return error_response(status_of(error), type(error).__name__, str(error), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -464,6 +467,7 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
         full). A client that goes away stops the model.
         """
         answer: Answer | None = None
+        failed: Exception | None = None
         async with anyio.create_task_group() as group:
 
             async def watch() -> None:
@@ -472,10 +476,15 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
                 group.cancel_scope.cancel()
 
             group.start_soon(watch)
-            async for item in service.answer(question.turn, question.body):
-                if isinstance(item, Answer):
-                    answer = item
+            try:
+                async for item in service.answer(question.turn, question.body):
+                    if isinstance(item, Answer):
+                        answer = item
+            except Exception as error:  # raised as itself below, not inside an ExceptionGroup
+                failed = error
             group.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
         if answer is None:  # nobody reads this: the client has gone
             raise RagError("The client went away before the answer was ready.")
         return answer

@@ -386,6 +386,7 @@ function end(controller) {
     running = null;
     $("stop").hidden = true;
     $("go").disabled = false;
+    health();
   }
 }
 
@@ -412,7 +413,12 @@ function route() {
   }
 }
 
+let healthTimer = null;
+
+// What the header says of the server; looked at again sooner while the model is busy.
 async function health() {
+  clearTimeout(healthTimer);
+  let again = 5000;
   try {
     const response = await fetch("/health");
     const state = await response.json();
@@ -421,11 +427,11 @@ async function health() {
     if (state.generating) text += state.queued ? ", answering (" + state.queued + " waiting)" : ", answering";
     $("health").textContent = text;
     if (state.status === "failed" && state.detail) $("health").title = state.detail;
-    setTimeout(health, state.status === "loading" || state.generating ? 2000 : 10000);
+    again = state.status === "loading" || state.generating ? 2000 : 10000;
   } catch (_) {
     $("health").textContent = "the server does not answer";
-    setTimeout(health, 5000);
   }
+  healthTimer = setTimeout(health, again);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
