@@ -77,8 +77,8 @@ STATIC = Path(__file__).with_name("static")
 UPLOADS_DIR = "uploads"
 UPLOAD_CHUNK = 1 << 20
 MAX_UPLOAD_FILES = 100
-# Retry-After for a busy index (another process writes) or a model not loaded: no estimate
-# exists, and a few seconds is how long a writer holds the index between its commits.
+# Retry-After for a busy index (another process writes) or a model not loaded: nothing
+# says how long that lasts, so a client is told to back off a little, not to hammer.
 RETRY_BUSY_S = 5
 # How often a plain (not streamed) answer looks whether its client is still there.
 DISCONNECT_POLL_S = 0.5
