@@ -216,6 +216,16 @@ def test_a_client_that_disconnects_stops_the_generation(long_server: ServerProce
     wait_idle(url, timeout_s=30)
 
 
+def test_a_client_that_gives_up_on_a_plain_answer_stops_it_too(long_server: ServerProcess) -> None:
+    url = long_server.url
+    stopped_before = wait_idle(url)["stopped"]
+    # The client waits a few seconds for the whole answer, then hangs up.
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/ask", json={"question": QUESTION}, timeout=httpx.Timeout(4, connect=10))
+    state = wait_idle(url, timeout_s=30)
+    assert state["stopped"] == stopped_before + 1, state
+
+
 def test_binding_beyond_loopback_warns_without_a_token(
     monkeypatch: pytest.MonkeyPatch, root: Path
 ) -> None:

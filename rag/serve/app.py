@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
@@ -336,6 +336,35 @@ class Asked:
     turn: Turn
 
 
+class SecurityHeaders:
+    """Headers on every response: no type sniffing, no referrer, and the page's strict
+    Content-Security-Policy (not on the API documentation pages, which run inline script).
+
+    Plain ASGI rather than ``@app.middleware``: Starlette's BaseHTTPMiddleware keeps an
+    endpoint from seeing that its client went away, and ``/ask`` must see it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+        if not str(scope["path"]).startswith(DOCS_PATHS):
+            extra.append((b"content-security-policy", PAGE_POLICY.encode()))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def _with_body(endpoint: Callable[..., Any], model: type[Any]) -> Callable[..., Any]:
     """``endpoint`` reading its ``body`` as ``model`` (this server's limits, see
     :func:`rag.serve.schemas.request_models`); FastAPI reads the annotation."""
@@ -592,18 +621,7 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
 
         return Removed(removed=await service.write(remove))
 
-    # --- headers of every response -----------------------------------------------------------
-    @app.middleware("http")
-    async def headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not request.url.path.startswith(DOCS_PATHS):
-            response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
-        return response
-
+    app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
