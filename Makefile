@@ -9,7 +9,7 @@ SAMPLE := $(if $(wildcard ../shared/articles/*.txt),../shared/articles,examples)
 QUESTION := How much did Microsoft invest in OpenAI?
 INDEX := index
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lint format bench serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The HTTP API and the web page on http://127.0.0.1:8000/ (see the README's `rag serve`).
+serve: install
+	$(BIN)/rag serve --index $(INDEX)
 
 clean:
 	rm -rf $(VENV) $(INDEX)/rag.sqlite* $(INDEX)/derived $(INDEX)/lock

@@ -18,7 +18,14 @@ from rich.console import Console
 
 from rag import ingest as ingest_mod
 from rag.embed import Embedder, backend_of
-from rag.errors import EmbedderMismatch, EmptyIndex, IndexBusy, NoIndex, RagError
+from rag.errors import (
+    ArticleNotFound,
+    EmbedderMismatch,
+    EmptyIndex,
+    IndexBusy,
+    NoIndex,
+    RagError,
+)
 from rag.index import (
     DERIVED_DIR,
     VECTORS_FILE,
@@ -34,7 +41,7 @@ from rag.prompt import require_question
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
-from rag.types import Answer, Filters, IngestReport, Passage, Retry
+from rag.types import Answer, Article, Filters, IngestReport, Passage, Retry
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
     from rag.check import CheckReport
@@ -444,6 +451,17 @@ class RAG:
         if not values:
             return self.settings
         return Settings.model_validate({**self.settings.model_dump(), **values})
+
+    def article(self, article_id: int) -> Article:
+        """The article with that id (``Passage.article_id``), with all its paragraphs.
+
+        :class:`ArticleNotFound` when no article has it: removed, or re-ingested since with
+        other content (a changed article is stored anew, under a new id).
+        """
+        found = self.store.article(article_id)
+        if found is None:
+            raise ArticleNotFound(f"The index in {self.folder} has no article {article_id}.")
+        return found
 
     # --- info ----------------------------------------------------------------------------
     def info(self) -> IndexInfo:

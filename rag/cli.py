@@ -852,3 +852,36 @@ def models_verify(
     else:
         err.print(f"[bold red]{target} is damaged:[/] {escape(problem)}")
         raise typer.Exit(1)
+
+
+# --- serving -----------------------------------------------------------------------------
+
+SERVE_SETTINGS = (
+    "host",
+    "port",
+    "token_for_reads",
+    "cors_origins",
+    "ingest_root",
+    "queue_size",
+    "max_body_mb",
+    "max_question_chars",
+    "max_k",
+)
+
+
+@app.command()
+@friendly_errors
+@with_settings("index", *SERVE_SETTINGS, *ANSWER_SETTINGS, "k", "wait", "progress")
+def serve(settings: Settings | None = None) -> None:
+    """Serve the index over HTTP: a JSON API with streamed answers, and a web page at /.
+
+    The model and the index are loaded once; a newer index (another process ingested)
+    is picked up by itself. Writes (POST /ingest, DELETE /articles/ID) need the token in
+    RAG_API_TOKEN (never an option: the command line is visible to other users) and are
+    disabled without it. Listens on 127.0.0.1 unless --host says otherwise. The API's
+    schema is at /openapi.json, its documentation at /docs.
+    """
+    from rag.serve import serve as run
+
+    assert settings is not None
+    run(settings, err)

@@ -51,3 +51,19 @@ class NoIndex(EmptyIndex):
 
 class EmptyQuestion(RagError):
     """A search or question with no words in it."""
+
+
+class ArticleNotFound(RagError):
+    """No article has that id (it was never there, or was removed or re-ingested since)."""
+
+
+class PathOutsideRoot(RagError):
+    """A path given to the HTTP server's ingest lies outside its ingest root (links followed)."""
+
+
+class QueueFull(RagError):
+    """The model is answering and as many questions as allowed already wait for it."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The choices of the settings below, defined here once; modules that take one of these values
@@ -193,6 +193,70 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="CPU threads for the model and the embedder (default: one per core).",
+    )
+
+    # --- serving (rag serve) ------------------------------------------------------
+    host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Address `rag serve` listens on. Loopback by default: any other address is "
+            "reachable from other machines, and the server warns unless api_token is set."
+        ),
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port `rag serve` listens on.")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token of the HTTP API (from RAG_API_TOKEN, never printed). The write "
+            "endpoints (POST /ingest, DELETE /articles/ID) need it and are disabled without it."
+        ),
+    )
+    token_for_reads: bool = Field(
+        default=False,
+        description=(
+            "Require the api_token on the read endpoints too (search, ask, info, articles); "
+            "they accept it either way."
+        ),
+    )
+    cors_origins: list[str] = Field(
+        default=[],
+        description=(
+            "Web origins allowed to call the API from a browser page of theirs (CORS); none "
+            "by default. As a variable, a JSON list: RAG_CORS_ORIGINS='[\"http://localhost:3000\"]'."
+        ),
+    )
+    ingest_root: Path | None = Field(
+        default=None,
+        description=(
+            "Folder that the paths given to POST /ingest must lie in once links are followed; "
+            "default: the folder the server was started in."
+        ),
+    )
+    queue_size: int = Field(
+        default=4,
+        ge=0,
+        description=(
+            "Questions that may wait while the model answers another (it answers one at a "
+            "time); past that the server answers 503 with Retry-After."
+        ),
+    )
+    max_body_mb: float = Field(
+        default=20,
+        gt=0,
+        description="Largest request body the server reads, in MB (uploads included); 413 above.",
+    )
+    max_question_chars: int = Field(
+        default=4000,
+        ge=1,
+        description=(
+            "Longest question the server takes, in characters (422 above); a question "
+            "within it is still trimmed to the prompt budget, as everywhere."
+        ),
+    )
+    max_k: int = Field(
+        default=50,
+        ge=1,
+        description="Most paragraphs one search over HTTP may ask for (k).",
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexFormatError
-from rag.types import Document, Passage
+from rag.types import Article, Document, Paragraph, Passage
 
 SCHEMA_VERSION = 1
 # A writer holds SQLite's lock only while it commits a group (well under a second);
@@ -387,7 +387,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT g.id, g.text, a.title, a.source, g.number, a.published, a.author, "
-                "a.publisher, a.url FROM paragraphs g JOIN articles a ON a.id = g.article_id "
+                "a.publisher, a.url, a.id FROM paragraphs g JOIN articles a ON a.id = g.article_id "
                 f"WHERE g.id IN ({marks})",
                 chunk,
             )
@@ -402,8 +402,35 @@ class Store:
                     publisher=row[7],
                     url=row[8],
                     paragraph_id=row[0],
+                    article_id=row[9],
                 )
         return result
+
+    def article(self, article_id: int) -> Article | None:
+        """The article with that row id and its paragraphs in order; None if there is none."""
+        row = self.db.execute(
+            "SELECT id, source, path, title, author, publisher, published, url, format "
+            "FROM articles WHERE id=?",
+            (article_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        paragraphs = self.db.execute(
+            "SELECT number, text, start, end FROM paragraphs WHERE article_id=? ORDER BY number",
+            (article_id,),
+        ).fetchall()
+        return Article(
+            id=row[0],
+            source=row[1],
+            path=row[2],
+            title=row[3],
+            paragraphs=[Paragraph(*p) for p in paragraphs],
+            author=row[4],
+            publisher=row[5],
+            published=row[6],
+            url=row[7],
+            format=row[8],
+        )
 
     # --- consistency (rag check) ------------------------------------------------
     def integrity_problems(self) -> list[str]:

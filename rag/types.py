@@ -68,9 +68,28 @@ class Passage:
     score: float = 0.0
     paragraph_id: int = 0
     """Row id of the paragraph in the store (stable while the article is unchanged)."""
+    article_id: int = 0
+    """Row id of the paragraph's article in the store (``RAG.article`` shows it whole)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Article:
+    """A stored article with all its paragraphs, in order: a cited paragraph in its place."""
+
+    id: int
+    """Row id in the store (``Passage.article_id``); a re-ingested changed file gets a new one."""
+    source: str
+    path: str
+    title: str
+    paragraphs: list[Paragraph]
+    author: str | None = None
+    publisher: str | None = None
+    published: str | None = None
+    url: str | None = None
+    format: str = ""
 
 
 @dataclass
