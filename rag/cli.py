@@ -666,6 +666,12 @@ _SHARE_METRICS = (
     "declined_unanswerable",
     "false_decline",
     "second_reading",
+    "accuracy_single",
+    "complete_two_part",
+    "complete_cross_article",
+    "partial",
+    "partial_said",
+    "fact_citation",
 )
 
 
@@ -679,11 +685,47 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
         elif name.endswith("_s"):
             shown = f"{value:.3f} s"
         elif isinstance(value, float):
-            is_share = name.startswith("recall@") or name in _SHARE_METRICS
+            is_share = (
+                name.startswith(("recall@", "citation_precision")) or name in _SHARE_METRICS
+            )
             shown = f"{value:.1%}" if is_share else f"{value:.4f}"
         else:
             shown = f"{value:,}"
         table.add_row(name, shown)
+    return table
+
+
+def kinds_table(rows: list[dict[str, Any]], metrics: dict[str, Any]) -> Table:
+    """The news set's figures per kind of question, with the ones over all answers below."""
+
+    def share(value: float) -> str:
+        return "–" if value != value else f"{value:.1%}"
+
+    table = Table(title="By kind of question", title_justify="left", box=None)
+    for column in ("kind", "n", "score", "what is scored", "citation precision", "median s"):
+        table.add_column(
+            column, justify="left" if column in ("kind", "what is scored") else "right"
+        )
+    for row in rows:
+        table.add_row(
+            row["kind"],
+            str(row["n"]),
+            share(row["score"]),
+            row["what"],
+            share(row["citation_precision"]),
+            f"{row['median_s']:.1f}",
+        )
+    table.add_row(
+        "all",
+        str(metrics["n"]),
+        "",
+        f"false declines {share(metrics.get('false_decline', float('nan')))}, "
+        f"facts cited {share(metrics.get('fact_citation', float('nan')))}, "
+        f"partial {share(metrics.get('partial', float('nan')))} "
+        f"(said so {share(metrics.get('partial_said', float('nan')))})",
+        share(metrics.get("citation_precision", float("nan"))),
+        f"{metrics.get('answer_p50_s', float('nan')):.1f}",
+    )
     return table
 
 
@@ -739,7 +781,7 @@ def eval_command(
     settings: Settings | None = None,
 ) -> None:
     """Measure retrieval recall, answer accuracy, citations and abstention on a question set."""
-    from rag.evaluate import evaluate, load_dataset
+    from rag.evaluate import evaluate, kind_table, load_dataset
 
     with RAG(index, settings=settings, console=err, create=True) as rag:
         evalset = load_dataset(dataset, index / "corpus", holdout=holdout, seed=seed)
@@ -759,6 +801,9 @@ def eval_command(
         print_json(metrics)
     else:
         out.print(metrics_table(result.metrics))
+        rows = kind_table(result.metrics)
+        if rows:
+            out.print(kinds_table(rows, result.metrics))
 
 
 models_app = typer.Typer(
