@@ -48,6 +48,10 @@ IVF_MIN_PROBES = 16
 # of either, in a fraction of the time.
 IVF_TRAIN_PER_LIST = 39
 IVF_TRAIN_ITERATIONS = 5
+# A filter that leaves this few passages, when the IVF search would visit every list for
+# it, is searched exactly among the allowed vectors instead: looking each one up costs
+# more per vector than the list scan, so only for a narrow filter is it the cheaper way.
+EXACT_AMONG_MAX = 8192
 
 
 def ivf_lists(n: int) -> int:
@@ -191,23 +195,48 @@ class VectorIndex:
         if len(self) == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         k = min(k, len(self) if allowed is None else len(allowed))
+        query = query.reshape(1, -1).astype(np.float32)
+        probes = None if self._ivf is None else ivf_probes(int(self._ivf.nlist))
+        if allowed is not None and self._ivf is not None:
+            # A filter leaves a fraction of each list: search proportionally more
+            # lists, so about as many allowed vectors are compared as without one.
+            lists = int(self._ivf.nlist)
+            probes = min(lists, math.ceil(ivf_probes(lists) * len(self) / len(allowed)))
+            if probes == lists and len(allowed) <= EXACT_AMONG_MAX:
+                found = self._exact_among(query[0], k, allowed)
+                if found is not None:
+                    return found
         keep_alive: list[object] = []  # the selector reads this memory during the search
         selector = None if allowed is None else _selector(allowed, keep_alive)
-        if self._ivf is None:
+        if probes is None:
             params = None if selector is None else faiss.SearchParameters(sel=selector)
         else:
-            probes = ivf_probes(int(self._ivf.nlist))
-            if allowed is not None:
-                # A filter leaves a fraction of each list: search proportionally more
-                # lists, so about as many allowed vectors are compared as without one.
-                probes = min(int(self._ivf.nlist), math.ceil(probes * len(self) / len(allowed)))
             params = faiss.SearchParametersIVF(sel=selector, nprobe=probes)
         with _one_thread():
-            scores, ids = self.index.search(
-                query.reshape(1, -1).astype(np.float32), k, params=params
-            )
+            scores, ids = self.index.search(query, k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
+
+    def _exact_among(
+        self, query: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact top ``k`` among few ``allowed`` ids, from their own vectors; None when one
+        is not in the index (the caller's selector skips it instead).
+
+        A filter this narrow makes the IVF search visit every list, testing every id in the
+        index against the selector to score a few: the same answer as this.
+        """
+        try:
+            scores = self.vectors(allowed) @ query
+        except KeyError:
+            return None
+        if k < len(scores):
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = np.flatnonzero(scores >= kth)
+        else:
+            keep = np.arange(len(scores))
+        order = keep[np.lexsort((allowed[keep], -scores[keep]))][:k]
+        return np.asarray(allowed[order], dtype=np.int64), scores[order].astype(np.float32)
 
     def scores_for(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Exact scores of given passage ids (to score lexical-only candidates densely)."""
