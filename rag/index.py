@@ -23,6 +23,7 @@ from typing import Any
 import faiss as faiss_module
 import numpy as np
 
+from rag.filtering import ArticleTable
 from rag.lexical import BM25Params, LexicalIndex
 from rag.store import Store
 
@@ -264,16 +265,22 @@ def _selector(allowed: np.ndarray, keep_alive: list[object]) -> faiss.IDSelector
 
 VECTORS_FILE = "vectors.faiss"
 LEXICAL_DIR = "lexical"
+ARTICLES_FILE = "articles.npz"
 DERIVED_DIR = "derived"
 
 
 @dataclass
 class Derived:
-    """The FAISS and BM25 indexes of one store generation."""
+    """The FAISS and BM25 indexes of one store generation, and what filters read of it.
+
+    ``articles`` is None for indexes written before it existed: the store then answers
+    filters by itself, until the next rebuild writes it.
+    """
 
     vectors: VectorIndex
     lexical: LexicalIndex
     generation: int
+    articles: ArticleTable | None = None
 
 
 def derived_folder(folder: Path, generation: int) -> Path:
@@ -311,19 +318,21 @@ def build_derived(
     vector_index = VectorIndex.build(ids, vectors)
     text_ids, texts = store.passage_texts()
     lexical_index = LexicalIndex.build(text_ids, texts, bm25)
+    articles = ArticleTable.build(store, lexical_index.ids)
     target = derived_folder(folder, generation)
     tmp = target.with_name(f"{generation}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     vector_index.save(tmp / VECTORS_FILE)
     lexical_index.save(tmp / LEXICAL_DIR)
+    articles.save(tmp / ARTICLES_FILE)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     with store.transaction():
         store.set_meta("derived_generation", str(generation))
         store.set_meta("vector_index", vector_index.kind)
     _remove_unpublished(folder, keep=target)
-    return Derived(vector_index, lexical_index, generation)
+    return Derived(vector_index, lexical_index, generation, articles)
 
 
 def _remove_unpublished(folder: Path, keep: Path) -> None:
@@ -352,10 +361,12 @@ def load_published(folder: Path, store: Store, bm25: BM25Params | None = None) -
             return None
         path = derived_folder(folder, generation)
         try:
+            lexical = LexicalIndex.load(path / LEXICAL_DIR, bm25)
             return Derived(
                 VectorIndex.load(path / VECTORS_FILE),
-                LexicalIndex.load(path / LEXICAL_DIR, bm25),
+                lexical,
                 generation,
+                ArticleTable.load(path / ARTICLES_FILE, generation, len(lexical)),
             )
         except (RuntimeError, OSError, ValueError):
             if published_generation(store) == generation:
