@@ -9,7 +9,9 @@ the article of each passage, and each article's publication date. A filter then
 becomes a mask over the lexical index's rows (the passages in ascending id order):
 
 - the source glob is matched by the store, over the articles alone (SQLite's GLOB,
-  so its rules are the store's own), and the matches of recent patterns are kept;
+  so its rules are the store's own), and the matches of recent patterns are kept. A
+  pattern seen for the first time whose literal text is rare is matched only against
+  the few articles whose source contains that text, found in memory;
 - the dates are compared in memory, as the store's SQL compares them (the first ten
   characters of ``published`` as text; an article without a date fails any date bound);
 - the articles chosen are spread over their passages by one array lookup.
@@ -39,9 +41,13 @@ from rag.types import Filters
 # an archive is searched by the same few sections over and over. Each entry is one byte per
 # article.
 GLOB_CACHE = 16
+# A glob's literal text found in more sources than this (or a fraction of them) is too
+# common to narrow the store's matching down: the store then matches every article.
+NARROW_MAX = 2048
+NARROW_SHARE = 0.02
 # Bumped when what the file holds changes; a file of another format is ignored (filters are
 # then answered by the store until the next rebuild writes it again).
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -55,12 +61,14 @@ class Selection:
 
 
 class ArticleTable:
-    """Each passage's article and each article's date, for the indexes of one generation.
+    """Each passage's article and each article's source and date, for the indexes of one
+    generation.
 
     ``article_row[i]`` is the row, in ``article_ids``, of the article of the passage in
     lexical row ``i``. Dates are kept as the store compares them: the first ten characters
     of ``published``, UTF-8 encoded (byte order is code point order, as SQLite compares
-    text), with ``dated`` false where there is none.
+    text), with ``dated`` false where there is none. The sources, UTF-8 too, are one run of
+    bytes (``sources``), article ``j``'s from ``starts[j]`` to ``starts[j + 1]``.
     """
 
     def __init__(
@@ -70,12 +78,17 @@ class ArticleTable:
         article_ids: np.ndarray,
         published: np.ndarray,
         dated: np.ndarray,
+        sources: np.ndarray,
+        starts: np.ndarray,
     ) -> None:
         self.generation = generation
         self.article_row = article_row
         self.article_ids = article_ids
         self.published = published
         self.dated = dated
+        self.sources = sources
+        self.starts = starts
+        self._text = sources.tobytes()  # bytes.find scans it at C speed
         self._globs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -84,7 +97,7 @@ class ArticleTable:
         """The table of the store as it is now, aligned to ``passage_ids`` (the lexical
         index's rows); the caller holds the write lock, so nothing changes meanwhile."""
         with_article, article_of = store.passage_articles()
-        article_ids, published = store.article_dates()
+        article_ids, sources, published = store.article_fields()
         at = np.searchsorted(with_article, passage_ids)
         if len(passage_ids) and (
             int(at.max()) >= len(with_article) or not np.array_equal(with_article[at], passage_ids)
@@ -93,7 +106,11 @@ class ArticleTable:
         article_row = np.searchsorted(article_ids, article_of[at]).astype(np.int32)
         dated = np.array([p is not None for p in published], dtype=bool)
         days = np.array([(p or "")[:10].encode() for p in published], dtype=np.bytes_)
-        return cls(store.generation, article_row, article_ids, days, dated)
+        encoded = [source.encode() for source in sources]
+        starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=starts[1:])
+        text = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return cls(store.generation, article_row, article_ids, days, dated, text, starts)
 
     @classmethod
     def load(cls, path: Path, generation: int, passages: int) -> ArticleTable | None:
@@ -108,6 +125,8 @@ class ArticleTable:
                     data["article_ids"],
                     data["published"],
                     data["dated"],
+                    data["sources"],
+                    data["starts"],
                 )
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None  # missing or unreadable: filters are answered by the store
@@ -121,6 +140,8 @@ class ArticleTable:
                 article_ids=self.article_ids,
                 published=self.published,
                 dated=self.dated,
+                sources=self.sources,
+                starts=self.starts,
             )
 
     def articles(self, filters: Filters, store: Store) -> np.ndarray | None:
@@ -148,7 +169,10 @@ class ArticleTable:
                 self._globs.move_to_end(pattern)
         before = store.generation
         if found is None and before == self.generation:
-            ids = store.filtered_article_ids(source=pattern)
+            among = self._containing(_literal(pattern))
+            ids = store.filtered_article_ids(
+                source=pattern, among=None if among is None else self.article_ids[among]
+            )
             # Every change bumps the generation in the same transaction, so the same number
             # before and after means the query read this generation's articles.
             if store.generation == before:
@@ -159,6 +183,32 @@ class ArticleTable:
                     while len(self._globs) > GLOB_CACHE:
                         self._globs.popitem(last=False)
         return found if before == self.generation else None
+
+    def _containing(self, literal: bytes) -> np.ndarray | None:
+        """Rows of the articles whose source contains ``literal``; None when that is too
+        many to be worth narrowing to (or there is no literal)."""
+        if len(literal) < 2:
+            return None
+        most = min(NARROW_MAX, max(16, int(NARROW_SHARE * len(self.article_ids))))
+        hits: list[int] = []
+        at = self._text.find(literal)
+        while at >= 0:
+            if len(hits) == most:
+                return None
+            hits.append(at)
+            at = self._text.find(literal, at + 1)
+        return np.unique(np.searchsorted(self.starts, hits, side="right") - 1)
+
+
+def _literal(pattern: str) -> bytes:
+    """The longest run of plain characters that every source the glob matches contains.
+
+    Only the part before any ``[`` is read (a set's members are not literal text); in
+    the rest, ``*`` and ``?`` stand for characters and so split the runs.
+    """
+    head = pattern.split("[", 1)[0]
+    runs = head.replace("?", "*").split("*")
+    return max(runs, key=lambda run: len(run.encode())).encode()
 
 
 def select(

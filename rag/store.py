@@ -382,11 +382,27 @@ class Store:
         source: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        among: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Ids of the articles that match the filters (as in ``filtered_passage_ids``)."""
+        """Ids of the articles that match the filters (as in ``filtered_passage_ids``),
+        of all articles or only of the ids ``among``."""
         where, params = _article_conditions(source, since, until)
-        rows = self.db.execute(f"SELECT a.id FROM articles a WHERE {where}", params).fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if among is None:
+            rows = self.db.execute(f"SELECT a.id FROM articles a WHERE {where}", params)
+            found = [r[0] for r in rows]
+        else:
+            found = []
+            for i in range(0, len(among), 500):
+                chunk = [int(x) for x in among[i : i + 500]]
+                marks = ",".join("?" * len(chunk))
+                found += [
+                    r[0]
+                    for r in self.db.execute(
+                        f"SELECT a.id FROM articles a WHERE a.id IN ({marks}) AND {where}",
+                        [*chunk, *params],
+                    )
+                ]
+        return np.array(found, dtype=np.int64)
 
     def passage_articles(self) -> tuple[np.ndarray, np.ndarray]:
         """(passage ids, their article ids) of every passage, by passage id."""
@@ -397,11 +413,11 @@ class Store:
         pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return pairs[:, 0].copy(), pairs[:, 1].copy()
 
-    def article_dates(self) -> tuple[np.ndarray, list[str | None]]:
-        """(article ids, publication dates) of every article, by id."""
-        rows = self.db.execute("SELECT id, published FROM articles ORDER BY id").fetchall()
+    def article_fields(self) -> tuple[np.ndarray, list[str], list[str | None]]:
+        """(ids, sources, publication dates) of every article, by id."""
+        rows = self.db.execute("SELECT id, source, published FROM articles ORDER BY id").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return ids, [r[1] for r in rows]
+        return ids, [r[1] for r in rows], [r[2] for r in rows]
 
     def passage_paragraphs(self, passage_ids: list[int]) -> dict[int, int]:
         """passage id -> paragraph id."""

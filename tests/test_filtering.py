@@ -48,7 +48,7 @@ WORDS = (
     "film",
     "award",
 )
-SECTIONS = ("business", "tech", "sport", "politics")
+SECTIONS = ("business", "tech", "sport", "politics", "économie")
 # Publication dates as parsers leave them, and some no parser would: the store compares the
 # first ten characters as text, and memory must agree on every one.
 DATES = (
@@ -70,6 +70,11 @@ FILTERS = [
     Filters(source="[bs]*/*"),
     Filters(source="/news/sport/01.txt"),
     Filters(source="politics/1*"),
+    Filters(source="économie/*"),
+    Filters(source="*mie/0?.txt"),
+    Filters(source="s*t/*"),
+    Filters(source="ch/0"),
+    Filters(source="*1.txt"),
     Filters(since="2020-01-01"),
     Filters(until="2005-01-02"),
     Filters(since="2005-01-02", until="2021-06-30"),
@@ -295,7 +300,13 @@ def test_a_missing_or_unreadable_table_leaves_filters_to_the_store(
             assert derived.articles is not None
             table = derived.articles
             ArticleTable(
-                0, table.article_row[1:], table.article_ids, table.published, table.dated
+                0,
+                table.article_row[1:],
+                table.article_ids,
+                table.published,
+                table.dated,
+                table.sources,
+                table.starts,
             ).save(path)
         loaded = index_mod.load_published(folder, store)
         assert loaded is not None and loaded.articles is None
@@ -392,3 +403,65 @@ def test_filters_follow_ingests_and_removals_of_another_process(
     dated = reader.search(QUESTION, k=10, since="2023-01-01", until="2023-12-31")
     assert dated and all(p.published and p.published.startswith("2023") for p in dated)
     assert reader.search(QUESTION, k=10, source="business/1*", since="2023-01-01") == []
+
+
+def test_a_new_glob_with_rare_text_is_matched_among_the_sources_holding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store still decides every match; memory only narrows which articles it reads,
+    which must never leave out one that matches."""
+    store = Store(tmp_path / "index" / "rag.sqlite")
+    rng = np.random.default_rng(5)
+    sources = [
+        "/a/news/news/1.txt",
+        "/a/newsnews/2.txt",
+        "/b/ünïcode/ß.txt",
+        "/b/ünïcode/ßß.txt",
+        "/c/x.jsonl#id-1",
+        "/c/x.jsonl#id-12",
+        "/c/x.jsonl#[odd]*id",
+        "/d/tech/01.txt",
+        "/d/tech/10.txt",
+        *(f"/e/filler/{n:03d}.txt" for n in range(200)),
+    ]
+    for number, source in enumerate(sources):
+        doc = _document(number, rng)
+        doc.source = doc.path = source
+        _write(store, doc, rng)
+    derived = build_derived(tmp_path / "index", store, DIMENSION)
+    table = derived.articles
+    assert table is not None
+    narrowed: list[int | None] = []
+    real = store.filtered_article_ids
+
+    def recording(source: str | None = None, among: np.ndarray | None = None) -> np.ndarray:
+        narrowed.append(None if among is None else len(among))
+        return real(source=source, among=among)
+
+    monkeypatch.setattr(store, "filtered_article_ids", recording)
+    patterns = [
+        "news/*",
+        "*news/news*",
+        "ünïcode/ß*",
+        "*/ß.txt",
+        "x.jsonl#id-1*",
+        "x.jsonl#id-1",
+        "*#[[]odd]*",
+        "x.jsonl#[[]odd][*]id",
+        "tech/?1.txt",
+        "*/tech/1*",
+        "filler/1*",
+        "*.txt",
+        "x*",
+        "/d/tech/*",
+        "nowhere/*",
+    ]
+    for pattern in patterns:
+        chosen = table.articles(Filters(source=pattern), store)
+        assert chosen is not None
+        expected = real(source=pattern)
+        assert np.array_equal(np.sort(table.article_ids[chosen]), np.sort(expected)), pattern
+    among = dict(zip(patterns, narrowed, strict=True))
+    # Text in too many sources, or too short, narrows nothing: the store reads them all.
+    assert [p for p, n in among.items() if n is None] == ["*#[[]odd]*", "filler/1*", "*.txt", "x*"]
+    assert among["news/*"] == 2 and among["x.jsonl#id-1"] == 2 and among["nowhere/*"] == 0
