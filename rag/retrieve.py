@@ -127,6 +127,8 @@ class Retriever:
         allowed = None
         if filters is not None and filters.active:
             allowed = select(filters, self.store, self.lexical, self.articles)
+            if len(allowed.ids) == 0:
+                return []  # nothing to rank: not even the question needs embedding
         scores = self.passage_scores(query, options, allowed)
         if not scores:
             return []
