@@ -5,8 +5,8 @@ date), and the indexes hold passages. Asking the store for every passage of the
 matching articles (a join over articles, paragraphs and passages) costs most of a
 filtered search at a million passages, because it hands back every allowed passage
 id. So the derived indexes of a store generation carry an :class:`ArticleTable`:
-the article of each passage, and each article's publication date. A filter then
-becomes a mask over the lexical index's rows (the passages in ascending id order):
+the article of each passage, and each article's source and publication date. A
+filter then becomes a mask over the lexical index's rows (one per passage):
 
 - the source glob is matched by the store, over the articles alone (SQLite's GLOB,
   so its rules are the store's own), and the matches of recent patterns are kept. A
@@ -86,11 +86,15 @@ class ArticleTable:
         self.article_ids = article_ids
         self.published = published
         self.dated = dated
-        self.sources = sources
         self.starts = starts
-        self._text = sources.tobytes()  # bytes.find scans it at C speed
+        self._text = sources.tobytes()  # bytes, which find scans at C speed; kept once
         self._globs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def sources(self) -> np.ndarray:
+        """Every article's source, UTF-8, one after the other (see ``starts``)."""
+        return np.frombuffer(self._text, dtype=np.uint8)
 
     @classmethod
     def build(cls, store: Store, passage_ids: np.ndarray) -> ArticleTable:
