@@ -235,6 +235,11 @@ def test_filtered_search_equals_an_exact_search(collection: tuple[Path, Store, D
                 expected
             )
             compared += bool(expected)
+            for fusion in ("rrf", "dense", "lexical"):
+                other = SearchOptions(k=5, candidates=6, fusion=fusion)
+                assert _retriever(store, derived).search(query, other, filters) == (
+                    _retriever(store, derived, False).search(query, other, filters)
+                )
     assert compared > 30
 
 
