@@ -4,9 +4,10 @@ The index type follows the collection's size: exact search while that is
 cheap, an inverted-file (IVF) index above ``EXACT_MAX_VECTORS`` vectors.
 
 The index is derived from the store: ``build_derived`` writes it, with the BM25
-index, into a folder per store generation and publishes that folder through the
-store, so readers always open a matching pair. Passage ids from the store are
-the FAISS ids, which keeps the two joined without a side table.
+index and the article table that filters read (``rag.filtering``), into a folder
+per store generation and publishes that folder through the store, so readers
+always open a matching set. Passage ids from the store are the FAISS ids, which
+keeps the two joined without a side table.
 """
 
 from __future__ import annotations
