@@ -13,10 +13,15 @@ passage sit close together, which flatters an approximate index, so its recall
 is also measured on the real vectors alone (``ann_recall10_real``). The copies are
 written straight into a ``Store`` and indexed by ``rag.index.build_derived``, as
 an ingest would; every folder is kept in the work folder and reused by a rerun.
+The real articles have no publication date; each copy gets one, drawn uniformly
+from ``DATES``, so that filters by date have something to choose among.
 
 Latency is ``RAG.search`` on real SQuAD questions, one at a time, the query
 embedding included; the embedding alone is timed on the same questions,
 interleaved, so what the index costs on top is visible on a busy machine.
+Filtered searches at 1M (interleaved too): a section, one article and its copies,
+a year, and one article and its copies under a pattern never used before (a
+source glob's matches are remembered for a few patterns; this is the first time).
 
     .venv/bin/python -m benchmarks --only search           # 100k and 1M
     .venv/bin/python -m benchmarks --only search --quick   # 20k only
@@ -43,6 +48,7 @@ import numpy as np
 from benchmarks.common import BBC, SQUAD, BenchContext, median, percentile
 from rag import index as index_mod
 from rag.evaluate import load_squad
+from rag.filtering import FORMAT as ARTICLES_FORMAT
 from rag.lexical import FORMAT as LEXICAL_FORMAT
 from rag.lexical import LexicalIndex
 from rag.store import Store, document_hash, text_hash
@@ -57,7 +63,11 @@ KEYS = {
     "search_p95_ms_1m": "the same, 95th percentile ms",
     "search_embed_p50_ms": "embedding one question alone (same questions, interleaved), median ms",
     "search_filtered_p50_ms_1m": "RAG.search filtered to BBC business (22% of passages), 1M",
+    "search_filtered_p95_ms_1m": "the same, 95th percentile ms",
     "search_narrow_p50_ms_1m": "RAG.search filtered to one article and its copies, 1M, median",
+    "search_narrow_p95_ms_1m": "the same, 95th percentile ms",
+    "search_narrow_new_p50_ms_1m": "the same, each time another article (a glob not yet seen)",
+    "search_dated_p50_ms_1m": "RAG.search filtered to one year (since/until, 4% of passages), 1M",
     "ann_recall10_real": "IVF recall@10 (forced, default parameters) on the 12k real vectors alone",
     "ann_recall10_100k": "dense index recall@10 against exact inner-product search, 100k",
     "ann_recall10_1m": "dense index recall@10 against exact inner-product search, 1M",
@@ -73,7 +83,13 @@ KEYS = {
 
 SIZES = {"20k": 20_000, "100k": 100_000, "1m": 1_000_000}
 # Bumped when the synthetic collection changes, so cached stores are written again.
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
+# The copies' texts and vectors are drawn from this seed (version 1 drew them from the
+# version number, so they stayed the same when version 2 added dates).
+SEED = 1
+# Publication dates of the copies: a day drawn uniformly between these, from its own seed.
+DATES = ("2000-01-01", "2024-12-31")
+DATED_FILTER = {"since": "2020-01-01", "until": "2020-12-31"}
 NOISE_COS = (0.85, 0.99)
 DROP_WORD, SWAP_WORD = 0.08, 0.04
 RECALL_QUERIES = 1000
@@ -128,7 +144,11 @@ def _measure(
     if label == "1m":
         figures |= {
             "search_filtered_p50_ms_1m": round(median(timing.filtered_ms), 2),
+            "search_filtered_p95_ms_1m": round(percentile(timing.filtered_ms, 95), 2),
             "search_narrow_p50_ms_1m": round(median(timing.narrow_ms), 2),
+            "search_narrow_p95_ms_1m": round(percentile(timing.narrow_ms, 95), 2),
+            "search_narrow_new_p50_ms_1m": round(median(timing.narrow_new_ms), 2),
+            "search_dated_p50_ms_1m": round(median(timing.dated_ms), 2),
             **_open_cost(folder / "index", questions[0]),
             "vector_index_1m": built["kind"],
             "index_build_s_1m": round(built["seconds"], 1),
@@ -194,6 +214,7 @@ def _index_plan() -> dict[str, object]:
         "train_per_list": index_mod.IVF_TRAIN_PER_LIST,
         "train_iterations": index_mod.IVF_TRAIN_ITERATIONS,
         "lexical_format": LEXICAL_FORMAT,
+        "articles_format": ARTICLES_FORMAT,
     }
 
 
@@ -306,7 +327,11 @@ def write_store(folder: Path, base_index: Path, size: int) -> None:
     index_folder = folder / "index"
     shutil.rmtree(index_folder, ignore_errors=True)
     store = Store(index_folder / "rag.sqlite")
-    rng = np.random.default_rng(SYNTH_VERSION)
+    rng = np.random.default_rng(SEED)
+    # Dates from a generator of their own, so the texts and vectors are those of version 1.
+    first, last = (np.datetime64(d, "D") for d in DATES)
+    span = int((last - first) / np.timedelta64(1, "D")) + 1
+    days = np.random.default_rng(SEED + 1)
     used: set[str] = set()
     written = 0
     copy = 0
@@ -336,6 +361,7 @@ def write_store(folder: Path, base_index: Path, size: int) -> None:
                 doc = Document(**fields, paragraphs=doc_paragraphs)
                 if copy:
                     doc.source = f"{doc.source}~{copy}"
+                    doc.published = str(first + np.timedelta64(int(days.integers(span)), "D"))
                 store.write_article(doc, document_hash(doc), pieces)
             block = np.vstack(originals)
             if copy:
@@ -479,16 +505,19 @@ class Timing:
     embed_ms: list[float]
     filtered_ms: list[float]
     narrow_ms: list[float]
+    narrow_new_ms: list[float]
+    dated_ms: list[float]
 
 
 def _latency(index: Path, questions: list[str], filtered: bool) -> Timing:
     """RAG.search and the question embedding alone, interleaved, one question at a time;
-    with ``filtered``, searches filtered to BBC business and to one article (and copies)."""
+    with ``filtered``, searches filtered to BBC business, to one article (and copies), to
+    another article each time, and to one year."""
     from rag import RAG
 
     with RAG(index, progress=False) as rag:
         rag.embedder.embed(["warm up"])
-        timing = Timing([], [], [], [])
+        timing = Timing([], [], [], [], [], [])
         for q in questions[:5]:
             rag.search(q)
         for q in questions:
@@ -498,13 +527,16 @@ def _latency(index: Path, questions: list[str], filtered: bool) -> Timing:
             started = time.perf_counter()
             rag.search(q)
             timing.search_ms.append((time.perf_counter() - started) * 1e3)
-        for q in questions[:50] if filtered else []:
-            started = time.perf_counter()
-            rag.search(q, source="business/*")
-            timing.filtered_ms.append((time.perf_counter() - started) * 1e3)
-            started = time.perf_counter()
-            rag.search(q, source="business/001.txt*")
-            timing.narrow_ms.append((time.perf_counter() - started) * 1e3)
+        for n, q in enumerate(questions[:50] if filtered else [], start=2):
+            for filters, timed in (
+                ({"source": "business/*"}, timing.filtered_ms),
+                ({"source": "business/001.txt*"}, timing.narrow_ms),
+                ({"source": f"business/{n:03d}.txt*"}, timing.narrow_new_ms),
+                (DATED_FILTER, timing.dated_ms),
+            ):
+                started = time.perf_counter()
+                rag.search(q, **filters)
+                timed.append((time.perf_counter() - started) * 1e3)
     return timing
 
 

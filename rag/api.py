@@ -336,7 +336,11 @@ class RAG:
 
     def _use(self, derived: Derived) -> Retriever:
         self._retriever = Retriever(
-            self.store, derived.vectors, derived.lexical, lambda q: self.embedder.embed([q])[0]
+            self.store,
+            derived.vectors,
+            derived.lexical,
+            lambda q: self.embedder.embed([q])[0],
+            derived.articles,
         )
         self._retriever_generation = derived.generation
         return self._retriever

@@ -4,9 +4,10 @@ The index type follows the collection's size: exact search while that is
 cheap, an inverted-file (IVF) index above ``EXACT_MAX_VECTORS`` vectors.
 
 The index is derived from the store: ``build_derived`` writes it, with the BM25
-index, into a folder per store generation and publishes that folder through the
-store, so readers always open a matching pair. Passage ids from the store are
-the FAISS ids, which keeps the two joined without a side table.
+index and the article table that filters read (``rag.filtering``), into a folder
+per store generation and publishes that folder through the store, so readers
+always open a matching set. Passage ids from the store are the FAISS ids, which
+keeps the two joined without a side table.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import faiss as faiss_module
 import numpy as np
 
+from rag.filtering import ArticleTable
 from rag.lexical import BM25Params, LexicalIndex
 from rag.store import Store
 
@@ -48,6 +50,10 @@ IVF_MIN_PROBES = 16
 # of either, in a fraction of the time.
 IVF_TRAIN_PER_LIST = 39
 IVF_TRAIN_ITERATIONS = 5
+# A filter that leaves this few passages, when the IVF search would visit every list for
+# it, is searched exactly among the allowed vectors instead: looking each one up costs
+# more per vector than the list scan, so only for a narrow filter is it the cheaper way.
+EXACT_AMONG_MAX = 8192
 
 
 def ivf_lists(n: int) -> int:
@@ -191,23 +197,48 @@ class VectorIndex:
         if len(self) == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         k = min(k, len(self) if allowed is None else len(allowed))
+        query = query.reshape(1, -1).astype(np.float32)
+        probes = None if self._ivf is None else ivf_probes(int(self._ivf.nlist))
+        if allowed is not None and self._ivf is not None:
+            # A filter leaves a fraction of each list: search proportionally more
+            # lists, so about as many allowed vectors are compared as without one.
+            lists = int(self._ivf.nlist)
+            probes = min(lists, math.ceil(ivf_probes(lists) * len(self) / len(allowed)))
+            if probes == lists and len(allowed) <= EXACT_AMONG_MAX:
+                found = self._exact_among(query[0], k, allowed)
+                if found is not None:
+                    return found
         keep_alive: list[object] = []  # the selector reads this memory during the search
         selector = None if allowed is None else _selector(allowed, keep_alive)
-        if self._ivf is None:
+        if probes is None:
             params = None if selector is None else faiss.SearchParameters(sel=selector)
         else:
-            probes = ivf_probes(int(self._ivf.nlist))
-            if allowed is not None:
-                # A filter leaves a fraction of each list: search proportionally more
-                # lists, so about as many allowed vectors are compared as without one.
-                probes = min(int(self._ivf.nlist), math.ceil(probes * len(self) / len(allowed)))
             params = faiss.SearchParametersIVF(sel=selector, nprobe=probes)
         with _one_thread():
-            scores, ids = self.index.search(
-                query.reshape(1, -1).astype(np.float32), k, params=params
-            )
+            scores, ids = self.index.search(query, k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
+
+    def _exact_among(
+        self, query: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact top ``k`` among few ``allowed`` ids, from their own vectors; None when one
+        is not in the index (the caller's selector skips it instead).
+
+        A filter this narrow makes the IVF search visit every list, testing every id in the
+        index against the selector to score a few: the same answer as this.
+        """
+        try:
+            scores = self.vectors(allowed) @ query
+        except KeyError:
+            return None
+        if k < len(scores):
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = np.flatnonzero(scores >= kth)
+        else:
+            keep = np.arange(len(scores))
+        order = keep[np.lexsort((allowed[keep], -scores[keep]))][:k]
+        return np.asarray(allowed[order], dtype=np.int64), scores[order].astype(np.float32)
 
     def scores_for(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Exact scores of given passage ids (to score lexical-only candidates densely)."""
@@ -235,16 +266,22 @@ def _selector(allowed: np.ndarray, keep_alive: list[object]) -> faiss.IDSelector
 
 VECTORS_FILE = "vectors.faiss"
 LEXICAL_DIR = "lexical"
+ARTICLES_FILE = "articles.npz"
 DERIVED_DIR = "derived"
 
 
 @dataclass
 class Derived:
-    """The FAISS and BM25 indexes of one store generation."""
+    """The FAISS and BM25 indexes of one store generation, and what filters read of it.
+
+    ``articles`` is None for indexes written before it existed: the store then answers
+    filters by itself, until the next rebuild writes it.
+    """
 
     vectors: VectorIndex
     lexical: LexicalIndex
     generation: int
+    articles: ArticleTable | None = None
 
 
 def derived_folder(folder: Path, generation: int) -> Path:
@@ -282,19 +319,21 @@ def build_derived(
     vector_index = VectorIndex.build(ids, vectors)
     text_ids, texts = store.passage_texts()
     lexical_index = LexicalIndex.build(text_ids, texts, bm25)
+    articles = ArticleTable.build(store, lexical_index.ids)
     target = derived_folder(folder, generation)
     tmp = target.with_name(f"{generation}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     vector_index.save(tmp / VECTORS_FILE)
     lexical_index.save(tmp / LEXICAL_DIR)
+    articles.save(tmp / ARTICLES_FILE)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     with store.transaction():
         store.set_meta("derived_generation", str(generation))
         store.set_meta("vector_index", vector_index.kind)
     _remove_unpublished(folder, keep=target)
-    return Derived(vector_index, lexical_index, generation)
+    return Derived(vector_index, lexical_index, generation, articles)
 
 
 def _remove_unpublished(folder: Path, keep: Path) -> None:
@@ -323,10 +362,12 @@ def load_published(folder: Path, store: Store, bm25: BM25Params | None = None) -
             return None
         path = derived_folder(folder, generation)
         try:
+            lexical = LexicalIndex.load(path / LEXICAL_DIR, bm25)
             return Derived(
                 VectorIndex.load(path / VECTORS_FILE),
-                LexicalIndex.load(path / LEXICAL_DIR, bm25),
+                lexical,
                 generation,
+                ArticleTable.load(path / ARTICLES_FILE, generation, len(lexical)),
             )
         except (RuntimeError, OSError, ValueError):
             if published_generation(store) == generation:

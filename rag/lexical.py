@@ -179,13 +179,18 @@ class LexicalScores:
     tokens: tuple[int, ...] = ()
     """The query's token ids, to find the top k without ranking every scored row."""
 
-    def top(self, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given.
+    def top(
+        self, k: int, allowed: np.ndarray | None = None, *, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (ids, scores) with a positive score, among ``allowed`` ids if given, or
+        among the rows where ``mask`` (one bool per row, as ``rag.filtering`` gives it) is set.
 
         Equal scores are ordered by passage id, so the result never depends on how
         the top k was selected.
         """
-        if allowed is None:
+        if mask is not None:
+            rows = np.flatnonzero(mask & (self.values > 0))
+        elif allowed is None:
             rows = self._contenders(k)
         else:
             rows = self.index.rows(allowed)

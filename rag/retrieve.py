@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.filtering import ArticleTable, Selection, select
 from rag.index import VectorIndex
 from rag.lexical import LexicalIndex
 from rag.settings import FusionMethod, Settings, default
@@ -81,26 +82,30 @@ class Retriever:
         vectors: VectorIndex,
         lexical: LexicalIndex,
         embed_query: Callable[[str], np.ndarray],
+        articles: ArticleTable | None = None,
     ) -> None:
         self.store = store
         self.vectors = vectors
         self.lexical = lexical
         self.embed_query = embed_query
+        self.articles = articles
 
     def passage_scores(
-        self, query: str, options: SearchOptions, allowed: np.ndarray | None = None
+        self, query: str, options: SearchOptions, allowed: Selection | None = None
     ) -> dict[int, float]:
         """Fused score of each candidate passage id."""
         n = options.candidates
+        ids_in = None if allowed is None else allowed.ids
+        mask = None if allowed is None else allowed.rows
         if options.fusion == "lexical":
-            ids, scores = self.lexical.search(query, n, allowed)
+            ids, scores = self.lexical.scores(query).top(n, mask=mask)
             return {int(i): float(s) for i, s in zip(ids, scores, strict=True)}
         vector = self.embed_query(query)
-        dense_ids, dense_scores = self.vectors.search(vector, n, allowed)
+        dense_ids, dense_scores = self.vectors.search(vector, n, ids_in)
         if options.fusion == "dense":
             return {int(i): float(s) for i, s in zip(dense_ids, dense_scores, strict=True)}
         lexical = self.lexical.scores(query)
-        lexical_ids, _ = lexical.top(n, allowed)
+        lexical_ids, _ = lexical.top(n, mask=mask)
         if options.fusion == "rrf":
             return rrf([dense_ids, lexical_ids], options.rrf_k)
         ids = np.unique(np.concatenate([dense_ids, lexical_ids]))
@@ -121,11 +126,9 @@ class Retriever:
         """
         allowed = None
         if filters is not None and filters.active:
-            allowed = self.store.filtered_passage_ids(
-                filters.source,
-                filters.since.isoformat() if filters.since else None,
-                filters.until.isoformat() if filters.until else None,
-            )
+            allowed = select(filters, self.store, self.lexical, self.articles)
+            if len(allowed.ids) == 0:
+                return []  # nothing to rank: not even the question needs embedding
         scores = self.passage_scores(query, options, allowed)
         if not scores:
             return []

@@ -107,6 +107,23 @@ class Stats:
     files: int
 
 
+def _article_conditions(
+    source: str | None, since: str | None, until: str | None
+) -> tuple[str, list[str]]:
+    """The SQL condition on an article (alias ``a``) that the search filters state."""
+    clauses, params = [], []
+    if source:
+        clauses.append("(a.source GLOB ? OR a.source GLOB ?)")
+        params += [source, "*/" + source]
+    if since:
+        clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) >= ?")
+        params.append(since[:10])
+    if until:
+        clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) <= ?")
+        params.append(until[:10])
+    return " AND ".join(clauses) or "1", params
+
+
 class Store:
     """One SQLite file; all reads and writes of the index's source of truth go through here."""
 
@@ -345,18 +362,11 @@ class Store:
         ``business/*.txt`` finds ``/data/bbc-news/business/001.txt``. ``since`` and
         ``until`` are ISO dates (inclusive) compared with the publication date;
         articles without one are left out when a date filter is given.
+
+        Search reads the filters from memory (``rag.filtering``) while the derived
+        indexes match the store, and asks this only when the store has moved on.
         """
-        clauses, params = [], []
-        if source:
-            clauses.append("(a.source GLOB ? OR a.source GLOB ?)")
-            params += [source, "*/" + source]
-        if since:
-            clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) >= ?")
-            params.append(since[:10])
-        if until:
-            clauses.append("a.published IS NOT NULL AND substr(a.published, 1, 10) <= ?")
-            params.append(until[:10])
-        where = " AND ".join(clauses) or "1"
+        where, params = _article_conditions(source, since, until)
         # CROSS JOIN fixes the order: filter the articles first, then walk down to their
         # passages by index. Left to itself SQLite scanned every passage and looked up its
         # article: over ten times slower at 1M passages.
@@ -366,6 +376,48 @@ class Store:
             params,
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def filtered_article_ids(
+        self,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        among: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Ids of the articles that match the filters (as in ``filtered_passage_ids``),
+        of all articles or only of the ids ``among``."""
+        where, params = _article_conditions(source, since, until)
+        if among is None:
+            rows = self.db.execute(f"SELECT a.id FROM articles a WHERE {where}", params)
+            found = [r[0] for r in rows]
+        else:
+            found = []
+            for i in range(0, len(among), 500):
+                chunk = [int(x) for x in among[i : i + 500]]
+                marks = ",".join("?" * len(chunk))
+                found += [
+                    r[0]
+                    for r in self.db.execute(
+                        f"SELECT a.id FROM articles a WHERE a.id IN ({marks}) AND {where}",
+                        [*chunk, *params],
+                    )
+                ]
+        return np.array(found, dtype=np.int64)
+
+    def passage_articles(self) -> tuple[np.ndarray, np.ndarray]:
+        """(passage ids, their article ids) of every passage, by passage id."""
+        rows = self.db.execute(
+            "SELECT p.id, g.article_id FROM passages p "
+            "JOIN paragraphs g ON g.id = p.paragraph_id ORDER BY p.id"
+        ).fetchall()
+        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+    def article_fields(self) -> tuple[np.ndarray, list[str], list[str | None]]:
+        """(ids, sources, publication dates) of every article, by id."""
+        rows = self.db.execute("SELECT id, source, published FROM articles ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, [r[1] for r in rows], [r[2] for r in rows]
 
     def passage_paragraphs(self, passage_ids: list[int]) -> dict[int, int]:
         """passage id -> paragraph id."""
