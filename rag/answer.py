@@ -10,11 +10,13 @@ from __future__ import annotations
 import collections.abc
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.generate import ChatModel, Generation
 from rag.generate.base import last_of
+from rag.parts import Part, answered_parts, split_question
 from rag.prompt import (
     Templates,
     answer_messages,
@@ -24,7 +26,16 @@ from rag.prompt import (
     trim_to_tokens,
 )
 from rag.settings import default
-from rag.types import Answer, Passage, Retry
+from rag.types import (
+    Answer,
+    AnswerItem,
+    PartAnswered,
+    Passage,
+    Reading,
+    ReadOn,
+    Retry,
+    Sentence,
+)
 
 # One reading of the passages: yields the model's text pieces, returns the checked Answer.
 Attempt = collections.abc.Generator[str, None, Answer]
@@ -46,7 +57,7 @@ def looks_like_follow_up(question: str) -> bool:
     return bool(_FOLLOW_UP_RE.search(question)) or len(question.split()) <= 3
 
 
-def final_answer(stream: Iterable[str | Retry | Answer]) -> Answer:
+def final_answer(stream: Iterable[AnswerItem]) -> Answer:
     """Drain an answer stream and return the Answer it ends with."""
     return last_of(stream, Answer)
 
@@ -74,7 +85,8 @@ def stream_answer(
     stop_penalty: float = default("stop_penalty"),
     best_first: bool = default("best_first"),
     timings: dict[str, float] | None = None,
-) -> Iterator[str | Retry | Answer]:
+    retrieve: Callable[[str], list[Passage]] | None = None,
+) -> Iterator[AnswerItem]:
     """Yield the model's text pieces as generated, then the checked :class:`Answer`.
 
     With ``best_first``, the model first reads the best passage alone; only if that answer is
@@ -83,51 +95,186 @@ def stream_answer(
     distractors beside the paragraph that answers too often answers from a distractor (the
     effect on SQuAD is in BENCHMARKS.md).
 
+    A question that asks several things (:func:`rag.parts.split_question`) is answered part by
+    part: a part the answer leaves unanswered is searched for on its own (with ``retrieve``) and
+    read for, announced by a :class:`ReadOn`; what that reading answers is added, and a part
+    that no passage answers is said plainly. ``Answer.readings`` keeps every reading and
+    ``Answer.parts`` which parts were answered.
+
     An empty question is a :class:`~rag.errors.EmptyQuestion`. One too long for the prompt
     budget is cut (with a warning, see :func:`rag.prompt.fit_question`); the answer is then
     checked against the part the model read, while ``Answer.question`` keeps the question as
     asked.
     """
     require_question(question)
-    timings = dict(timings or {})
-    if not passages:
-        timings["total"] = timings.get("retrieval", 0.0)
-        yield abstained_answer(question, passages, timings)
+    reader = _Reader(
+        generator,
+        templates,
+        max_prompt_tokens=max_prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        stop_penalty=stop_penalty,
+        best_first=best_first,
+        timings=dict(timings or {}),
+    )
+    answer = yield from reader.answer(question, passages)
+    parts = split_question(question)
+    if len(parts) < 2 or retrieve is None:
+        yield answer
         return
-    budget = min(max_prompt_tokens, generator.context_length - max_new_tokens)
-    # The support check excuses words that restate the question, so it must see the question
-    # the model saw: 20,000 characters of it would excuse almost any sentence. Cut once, so a
-    # second reading does not warn again.
-    shown = fit_question(question, templates, generator.count_tokens, budget)
+    answered = answered_parts(question, parts, [] if answer.abstained else answer.sentences)
+    extra: list[tuple[Part, Answer, bool]] = []
+    for part, done in zip(parts, answered, strict=True):
+        if done:
+            continue
+        asked = part.text
+        if looks_like_follow_up(asked):
+            asked = standalone_question(parts[0].text, asked, generator, templates)
+        found = retrieve(asked)
+        yield ReadOn(part=part.text, passages=len(found))
+        more = yield from reader.answer(asked, found)
+        solved = not more.abstained and answered_parts(asked, [part], more.sentences)[0]
+        extra.append((part, more, solved))
+    yield combine(answer, parts, answered, extra)
 
-    def read(given: list[Passage]) -> Attempt:
+
+class _Reader:
+    """Reads passages for a question with one generator and one set of answer settings."""
+
+    def __init__(
+        self,
+        generator: ChatModel,
+        templates: Templates,
+        *,
+        max_prompt_tokens: int,
+        max_new_tokens: int,
+        temperature: float,
+        stop_penalty: float,
+        best_first: bool,
+        timings: dict[str, float],
+    ) -> None:
+        self.generator = generator
+        self.templates = templates
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.stop_penalty = stop_penalty
+        self.best_first = best_first
+        self.timings = timings
+        self.budget = min(max_prompt_tokens, generator.context_length - max_new_tokens)
+
+    def answer(
+        self, question: str, passages: list[Passage]
+    ) -> collections.abc.Generator[str | Retry, None, Answer]:
+        """The best passage alone first (``best_first``), then all of them if need be."""
+        if not passages:
+            timings = {**self.timings, "total": self.timings.get("retrieval", 0.0)}
+            return abstained_answer(question, passages, timings)
+        # The support check excuses words that restate the question, so it must see the
+        # question the model saw: 20,000 characters of it would excuse almost any sentence.
+        # Cut once, so a second reading does not warn again.
+        shown = fit_question(question, self.templates, self.generator.count_tokens, self.budget)
+        if not self.best_first or len(passages) == 1:
+            return (yield from self.read(question, shown, passages))
+        first = yield from self.read(question, shown, passages[:1])
+        if not first.abstained:
+            return first
+        yield Retry(passages=len(passages), withdrawn=first.raw_text)
+        second = yield from self.read(question, shown, passages)
+        for stage in ("prefill", "generation"):
+            second.timings[stage] += first.timings[stage]
+        second.timings["total"] += first.timings["total"] - self.timings.get("retrieval", 0.0)
+        second.readings = [*first.readings, *second.readings]
+        second.attempts = len(second.readings)
+        return second
+
+    def read(self, question: str, shown: str, passages: list[Passage]) -> Attempt:
         return _attempt(
             question,
             shown,
-            given,
-            generator,
-            templates,
-            budget=budget,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            stop_penalty=stop_penalty,
-            timings=timings,
+            passages,
+            self.generator,
+            self.templates,
+            budget=self.budget,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            stop_penalty=self.stop_penalty,
+            timings=self.timings,
         )
 
-    if not best_first or len(passages) == 1:
-        yield (yield from read(passages))
-        return
-    first = yield from read(passages[:1])
-    if not first.abstained:
-        yield first
-        return
-    yield Retry(passages=len(passages), withdrawn=first.raw_text)
-    second = yield from read(passages)
-    for stage in ("prefill", "generation"):
-        second.timings[stage] += first.timings[stage]
-    second.timings["total"] += first.timings["total"] - timings.get("retrieval", 0.0)
-    second.attempts = 2
-    yield second
+
+_MARKER_RE = re.compile(r"\[(\d+)\]")
+
+
+def _renumbered(text: str, numbers: dict[int, int]) -> str:
+    """``text`` with its citation markers ``[n]`` numbered as ``numbers`` says."""
+    return _MARKER_RE.sub(lambda m: f"[{numbers.get(int(m[1]), int(m[1]))}]", text)
+
+
+def combine(
+    answer: Answer,
+    parts: list[Part],
+    answered: list[bool],
+    extra: list[tuple[Part, Answer, bool]],
+) -> Answer:
+    """The first answer with what reading on for its unanswered parts added.
+
+    ``extra`` holds each part read for, its answer and whether that answer answers it. Their
+    supported sentences are added (citations numbered on after the first answer's, a paragraph
+    cited twice keeping one number); for a part no passage answered, a sentence says so. The
+    readings and timings of every reading add up.
+    """
+    texts = [] if answer.abstained else [answer.text]
+    citations = [] if answer.abstained else list(answer.citations)
+    sentences = [] if answer.abstained else list(answer.sentences)
+    passages = list(answer.passages)
+    readings = list(answer.readings)
+    timings = dict(answer.timings)
+    number_of = {(c.passage.source, c.passage.paragraph): c.number for c in citations}
+    for part, more, solved in extra:
+        readings += more.readings
+        for stage in ("prefill", "generation", "total"):
+            timings[stage] = timings.get(stage, 0.0) + more.timings.get(stage, 0.0)
+        timings["total"] -= more.timings.get("retrieval", 0.0)
+        if not solved:
+            note = f"The indexed articles do not answer this part of the question: {part.text}"
+            texts.append(note)
+            sentences.append(Sentence(note, [], True))
+            continue
+        passages += [p for p in more.passages if p not in passages]
+        renumber: dict[int, int] = {}
+        for citation in more.citations:
+            key = (citation.passage.source, citation.passage.paragraph)
+            if key not in number_of:
+                number_of[key] = len(number_of) + 1
+                citations.append(replace(citation, number=number_of[key]))
+            renumber[citation.number] = number_of[key]
+        texts.append(_renumbered(more.text, renumber))
+        sentences += [
+            replace(s, citations=[renumber.get(n, n) for n in s.citations]) for s in more.sentences
+        ]
+    solved_parts = {id(part) for part, _, solved in extra if solved}
+    status = [
+        PartAnswered(part.text, done or id(part) in solved_parts)
+        for part, done in zip(parts, answered, strict=True)
+    ]
+    if citations:
+        combined = replace(
+            answer,
+            text=" ".join(texts),
+            citations=sorted(citations, key=lambda c: c.number),
+            sentences=sentences,
+            passages=passages,
+            abstained=False,
+        )
+    else:
+        combined = abstained_answer(answer.question, passages, timings)
+        combined.model = answer.model
+        combined.raw_text = answer.raw_text
+    combined.readings = readings
+    combined.attempts = len(readings)
+    combined.parts = status
+    combined.timings = timings
+    return combined
 
 
 def _attempt(
@@ -161,6 +308,7 @@ def _attempt(
     timings["prefill"] = final.prefill_seconds
     timings["generation"] = final.generation_seconds
     timings["total"] = timings.get("retrieval", 0.0) + time.perf_counter() - started
+    seconds = time.perf_counter() - started
     return Answer(
         question=question,
         text=checked.text,
@@ -172,6 +320,7 @@ def _attempt(
         model=generator.name,
         raw_text=final.text,
         dropped_markers=checked.dropped_markers,
+        readings=[Reading(shown, passages, final.text, checked.text, checked.abstained, seconds)],
     )
 
 

@@ -41,7 +41,7 @@ from rag.prompt import require_question
 from rag.retrieve import Retriever, SearchOptions
 from rag.settings import Settings
 from rag.store import Store
-from rag.types import Answer, Article, Filters, IngestReport, Passage, Retry
+from rag.types import Answer, AnswerItem, Article, Filters, IngestReport, Passage
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
     from rag.check import CheckReport
@@ -529,7 +529,7 @@ class RAG:
         source: str | None = None,
         since: str | dt.date | None = None,
         until: str | dt.date | None = None,
-    ) -> Iterator[str | Retry | Answer]:
+    ) -> Iterator[AnswerItem]:
         """Answer ``question``: yields text pieces as the model writes them, then the Answer.
 
         With the setting ``best_first`` (the default), the model reads the best paragraph
@@ -555,6 +555,9 @@ class RAG:
             stop_penalty=self.settings.stop_penalty,
             best_first=self.settings.best_first,
             timings=timings,
+            retrieve=lambda part: self.search(
+                part, k=most, source=source, since=since, until=until
+            ),
         )
 
     def ask(self, question: str, k: int | None = None, **filters: Any) -> Answer:
@@ -584,7 +587,7 @@ class Conversation:
         previous = self.history[-1].standalone_question or self.history[-1].question
         return standalone_question(previous, question, self.rag.generator, self.rag.templates)
 
-    def ask_stream(self, question: str, k: int | None = None) -> Iterator[str | Retry | Answer]:
+    def ask_stream(self, question: str, k: int | None = None) -> Iterator[AnswerItem]:
         rewritten = self.standalone(question)
         for item in self.rag.ask_stream(rewritten, k):
             if isinstance(item, Answer):

@@ -38,7 +38,7 @@ from rag.api import RAG, Conversation
 from rag.check import Check
 from rag.errors import RagError
 from rag.settings import Settings, problems
-from rag.types import Answer, Filters, IngestReport, Passage, Retry
+from rag.types import Answer, AnswerItem, Filters, IngestReport, Passage, ReadOn, Retry
 
 app = typer.Typer(
     name="rag",
@@ -543,25 +543,39 @@ def print_answer(answer: Answer, console: Console) -> None:
         console.print(Text("\nSources", style="bold underline"))
         console.print(render_sources(answer))
     t = answer.timings
+    readings = f", {answer.attempts} readings" if answer.attempts > 1 else ""
     err.print(
         f"[dim]{answer.model}: retrieval {t.get('retrieval', 0):.2f} s, "
-        f"reading {t.get('prefill', 0):.1f} s, writing {t.get('generation', 0):.1f} s[/]"
+        f"reading {t.get('prefill', 0):.1f} s, writing {t.get('generation', 0):.1f} s"
+        f"{readings}[/]"
     )
+    for reading in answer.readings if answer.attempts > 1 else []:
+        verdict = "declined" if reading.abstained else "answered"
+        err.print(
+            f"[dim]  read {len(reading.passages)} paragraph(s) for: {escape(reading.question)} "
+            f"({verdict})[/]"
+        )
 
 
-def stream_to_terminal(stream: typing.Iterator[str | Retry | Answer], console: Console) -> Answer:
+def stream_to_terminal(stream: typing.Iterator[AnswerItem], console: Console) -> Answer:
     """Show the text live as the model writes it, then replace it with the checked answer."""
     if not console.is_terminal:
         return final_answer(stream)
     written = Text(style="dim")
 
-    def shown() -> typing.Iterator[str | Retry | Answer]:
+    def shown() -> typing.Iterator[AnswerItem]:
         nonlocal written
         for item in stream:
             if isinstance(item, Retry):
                 written = Text(
                     f"(the best paragraph alone gave no supported answer; reading "
                     f"{item.passages})\n",
+                    style="dim italic",
+                )
+                live.update(written)
+            elif isinstance(item, ReadOn):
+                written.append(
+                    f"\n(reading on, {item.passages} more paragraphs, for: {item.part})\n",
                     style="dim italic",
                 )
                 live.update(written)
@@ -685,9 +699,7 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
         elif name.endswith("_s"):
             shown = f"{value:.3f} s"
         elif isinstance(value, float):
-            is_share = (
-                name.startswith(("recall@", "citation_precision")) or name in _SHARE_METRICS
-            )
+            is_share = name.startswith(("recall@", "citation_precision")) or name in _SHARE_METRICS
             shown = f"{value:.1%}" if is_share else f"{value:.4f}"
         else:
             shown = f"{value:,}"

@@ -12,6 +12,7 @@ ranks and so cannot tell a near-tie from a landslide.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,8 +122,9 @@ class Retriever:
     ) -> list[Passage]:
         """The top ``options.k`` paragraphs, best first, each once, among ``filters``' articles.
 
-        Paragraphs with the very same text (an article stored twice) are shown
-        once, under the better-ranked copy.
+        Paragraphs with the same text, or nearly (an article stored twice, once with a word
+        changed), are shown once, under the better-ranked copy: several copies of one paragraph
+        would take the room of the passages that answer other parts of a question.
         """
         allowed = None
         if filters is not None and filters.active:
@@ -148,14 +150,34 @@ class Retriever:
         wanted = ranked[: options.k * 3]
         rows = self.store.paragraphs(wanted)
         results: list[Passage] = []
-        seen_texts: set[str] = set()
+        seen: list[frozenset[str]] = []
         for paragraph in wanted:
             passage = rows.get(paragraph)
-            if passage is None or passage.text in seen_texts:
+            if passage is None:
                 continue
-            seen_texts.add(passage.text)
+            words = _words(passage.text)
+            if any(_near_copy(words, other) for other in seen):
+                continue
+            seen.append(words)
             passage.score = round(best[paragraph], 6)
             results.append(passage)
             if len(results) == options.k:
                 break
         return results
+
+
+# Paragraphs sharing this share of their words are copies of one another (the BBC corpus holds
+# the same story twice, with a word changed): one of them is shown, the better ranked.
+NEAR_COPY = 0.8
+_WORD_RE = re.compile(r"\w+")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD_RE.findall(text.lower()))
+
+
+def _near_copy(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two paragraphs' word sets overlap so much that one is a copy of the other."""
+    if not a or not b:
+        return a == b
+    return len(a & b) / len(a | b) >= NEAR_COPY

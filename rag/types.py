@@ -157,6 +157,27 @@ class Sentence:
 
 
 @dataclass
+class Reading:
+    """One reading of the model: the question it was given, what it read and wrote, what the
+    citation check made of it."""
+
+    question: str
+    passages: list[Passage]
+    raw_text: str
+    text: str
+    abstained: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class PartAnswered:
+    """One part of a question that asks several things, and whether the answer answers it."""
+
+    question: str
+    answered: bool
+
+
+@dataclass
 class Answer:
     question: str
     text: str
@@ -175,8 +196,13 @@ class Answer:
     standalone_question: str | None = None
     """For a chat follow-up, the question as rewritten for retrieval."""
     attempts: int = 1
-    """2 when the best passage alone gave no supported answer and the model was asked again
-    with all the passages (setting ``best_first``)."""
+    """How many times the model read: 2 when the best passage alone gave no supported answer
+    and it read all the passages (setting ``best_first``); more for a question of several
+    parts that the first answer left partly unanswered."""
+    readings: list[Reading] = field(default_factory=list)
+    """Every reading, in order (what the model read and wrote each time)."""
+    parts: list[PartAnswered] = field(default_factory=list)
+    """For a question that asks several things: each part, and whether it was answered."""
 
     @property
     def unsupported_sentences(self) -> list[Sentence]:
@@ -198,6 +224,23 @@ class Retry:
     """How many passages the model reads this time."""
     withdrawn: str
     """The first attempt's text, as the model wrote it."""
+
+
+@dataclass(frozen=True)
+class ReadOn:
+    """In an answer stream: the answer so far leaves a part of the question unanswered, and the
+    model reads on for it. The pieces that follow are added to the answer (nothing is withdrawn).
+    """
+
+    part: str
+    """The part of the question read for."""
+    passages: int
+    """How many passages the model reads for it."""
+
+
+AnswerItem = str | Retry | ReadOn | Answer
+"""What an answer stream yields: text pieces as the model writes them, a :class:`Retry` or a
+:class:`ReadOn` between readings, and last the checked :class:`Answer`."""
 
 
 class Filters(BaseModel):

@@ -140,6 +140,44 @@ def _render(body: str, numbers: list[int]) -> str:
     return f"{head} {markers}{tail.group(0)}"
 
 
+_RELATIVE_DATE_RE = re.compile(r"\b(this|last|next) (year|month)\b(?!\s*\()", re.IGNORECASE)
+_SHIFT = {"this": 0, "last": -1, "next": 1}
+_MONTH_NAMES = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+
+
+def dated(sentence: str, published: list[str | None]) -> str:
+    """``sentence`` with "this year", "last month" and the like dated by the article it cites:
+    "this year (2023)". An archive is read years later; the article's date is what they mean.
+    Left as it is when the cited articles have no date, or not one and the same."""
+    dates = {p[:7] for p in published if p and len(p) >= 7 and p[:4].isdigit()}
+    if len(dates) != 1:
+        return sentence
+    (date,) = dates
+    year, month = int(date[:4]), int(date[5:7])
+
+    def resolve(match: re.Match[str]) -> str:
+        shift = _SHIFT[match[1].lower()]
+        if match[2].lower() == "year":
+            return f"{match[0]} ({year + shift})"
+        index = (year * 12 + month - 1) + shift
+        return f"{match[0]} ({_MONTH_NAMES[index % 12]} {index // 12})"
+
+    return _RELATIVE_DATE_RE.sub(resolve, sentence)
+
+
 def lay_out(
     units: list[Unit], prefixes: dict[int, str], raw_lines: list[str], passages: list[Passage]
 ) -> Laid:
@@ -164,8 +202,9 @@ def lay_out(
     lines: dict[int, list[str]] = {}
     for unit in units:
         numbers = sorted(number_of[k] for k in unit.keys)
-        sentences.append(Sentence(text=unit.body, citations=numbers, supported=unit.supported))
-        lines.setdefault(unit.line, []).append(_render(unit.body, numbers))
+        body = dated(unit.body, [passages[k].published for k in unit.keys])
+        sentences.append(Sentence(text=body, citations=numbers, supported=unit.supported))
+        lines.setdefault(unit.line, []).append(_render(body, numbers))
 
     out: list[str] = []
     last: int | None = None

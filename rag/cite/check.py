@@ -24,7 +24,7 @@ from rag.cite.scoring import (
     merge,
     supports,
 )
-from rag.cite.terms import Question, Terms, extract_terms
+from rag.cite.terms import Question, Terms, asks_figure, extract_terms, new_terms
 from rag.types import Citation, Passage, Sentence
 
 __all__ = ["ABSTAIN_TEXT", "ATTACH_SCORE", "CheckedAnswer", "check_answer"]
@@ -158,10 +158,19 @@ def check_answer(
         if unit.kind == "claim":
             _check_unit(unit, indexes, threshold, asked)
 
-    if not any(u.supported for u in units if u.kind == "claim"):
+    if not any(u.supported and _answers(u.body, asked) for u in units if u.kind == "claim"):
         return _abstain(dropped)
     laid = lay_out(units, prefixes, raw_lines, passages)
     return CheckedAnswer(laid.text, laid.citations, laid.sentences, dropped, abstained=False)
+
+
+def _answers(body: str, question: Question) -> bool:
+    """Whether a sentence can answer ``question``: it states something the question does not
+    (a figure, where the question asks for one). A restated question answers nothing."""
+    if not question.text:
+        return True
+    new = new_terms(body, question)
+    return bool(new.numbers) if asks_figure(question.text) else bool(new)
 
 
 def _best_supporting(

@@ -1,29 +1,40 @@
 """Scoring an answer sentence against a paragraph: is what it asserts in there?
 
-A lexical check, not a model: numbers and names the sentence asserts must all be in the
+A lexical check, not a model: the numbers and names the sentence asserts must be in the
 paragraph, and most of its content words too (see :func:`support`). It is cheap, explainable and
 strict about exactly what small models get wrong: a figure, a name, a year.
+
+What the question itself gives is not the claim: its names need not all be repeated by the
+paragraph, which only has to be about the question (share one of them, or its words). What the
+answer adds is checked where the paragraph says it: a figure is supported by a sentence of the
+paragraph (with the one before it, which often holds the subject) that is about the same thing,
+not by the same figure elsewhere in it ("Microsoft made a $10 billion investment" does not
+support "Amazon invested $10 billion").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.cite.terms import (
+    MONTHS,
     NUMBER_WORDS,
     WORD_RE,
     Number,
     Question,
     Terms,
     acronyms,
+    acting_names,
     extract_terms,
     find_numbers,
     norm_word,
     normalise,
     stem_match,
 )
+from rag.sentences import split_sentences
 from rag.stemming import stem
+from rag.wordlists import word_set
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -52,6 +63,17 @@ _HARD_MISS_FACTOR = 0.5
 _RELATIVE_YEARS = {"last year": -1, "this year": 0, "next year": 1}
 
 
+# A figure's sentence must hold at least this share of the claim's content words, when the claim
+# has at least RELATION_MIN_WORDS of them (fewer say too little to compare, "paid" for "move").
+RELATION_SHARE = 0.3
+RELATION_MIN_WORDS = 3
+# Capitalised words that date a sentence rather than name a subject of it.
+_TITLES = frozenset({"mr", "mrs", "ms", "dr", "sir", "lord", "lady", "prof", "st", "mx"})
+_DATE_WORDS = (
+    frozenset(MONTHS) | frozenset(MONTHS.values()) | word_set("rag.cite", "data/day-names.txt")
+)
+
+
 @dataclass
 class ParagraphIndex:
     """A paragraph (plus its title, for names) prepared for repeated lookups."""
@@ -63,6 +85,12 @@ class ParagraphIndex:
     name_stems: set[str]
     raw_tokens: set[str]
     acronyms: set[str]
+    windows: list[ParagraphIndex] = field(default_factory=list)
+    """Each sentence with the one before it, indexed alike (for where a figure is said)."""
+    names: set[str] = field(default_factory=set)
+    """The names (lower case) the paragraph (or window) says."""
+    actors: set[str] = field(default_factory=set)
+    """Its names that are not right after a preposition: whom a figure there is about."""
 
 
 def _relative_years(text: str, published: str | None) -> list[Number]:
@@ -83,7 +111,7 @@ def _relative_years(text: str, published: str | None) -> list[Number]:
 
 
 def index_paragraph(
-    paragraph: str, title: str = "", published: str | None = None
+    paragraph: str, title: str = "", published: str | None = None, *, windows: bool = True
 ) -> ParagraphIndex:
     """Prepare ``paragraph`` (with its article's ``title`` and date) for :func:`assess`."""
     text = normalise(paragraph)
@@ -92,7 +120,7 @@ def index_paragraph(
     tokens = [norm_word(t) for t in WORD_RE.findall(words_text)]
     named_text = normalise(f"{title}\n{paragraph}") if title else text
     name_tokens = [norm_word(t) for t in WORD_RE.findall(named_text)]
-    return ParagraphIndex(
+    index = ParagraphIndex(
         words=set(tokens),
         stems={stem(t) for t in tokens},
         numbers=numbers,
@@ -100,7 +128,16 @@ def index_paragraph(
         name_stems={stem(t) for t in name_tokens},
         raw_tokens=set(WORD_RE.findall(named_text)),
         acronyms=acronyms(named_text),
+        names={norm_word(n) for n in extract_terms(paragraph).names} - _DATE_WORDS,
+        actors=acting_names(paragraph) - _DATE_WORDS,
     )
+    if windows:
+        sentences = split_sentences(paragraph)
+        for i in range(len(sentences)):
+            window = " ".join(sentences[max(0, i - 1) : i + 1])
+            # No title: where the paragraph gives a figure, whom it names there is what counts.
+            index.windows.append(index_paragraph(window, "", published, windows=False))
+    return index
 
 
 def merge(indexes: list[ParagraphIndex]) -> ParagraphIndex:
@@ -153,11 +190,22 @@ class Assessment:
 
 
 def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
-    """How much of what ``terms`` assert the indexed paragraph contains."""
+    """How much of what ``terms`` assert the indexed paragraph contains.
+
+    Names the question gave (``terms.asked_names``) are not required one by one, but the
+    paragraph must hold one of them (or, when the claim repeats none, one of the words
+    restating the question). A figure the question did not give must be said in a sentence of
+    the paragraph that is about the claim (see :func:`_related`).
+    """
     if terms.count == 0:
         return Assessment(0.0, 0.0, False, 0)
-    hard_total = len(terms.numbers) + len(terms.names)
-    numbers_found = sum(_number_found(n, index) for n in terms.numbers)
+    claimed = [n for n in terms.names if norm_word(n) not in terms.asked_names]
+    asked = [n for n in terms.names if norm_word(n) in terms.asked_names]
+    # Figures the question gave are its context, like its names: found, they count for the
+    # claim; missing, they do not count against it.
+    figures = [n for n in terms.numbers if n not in terms.asked_numbers or _number_found(n, index)]
+    hard_total = len(figures) + len(claimed)
+    numbers_found = sum(_number_found(n, index) for n in figures)
     # A name spelled out in the answer ("Amazon Web Services") is found when the
     # paragraph uses its acronym ("AWS").
     by_acronym = {
@@ -180,17 +228,99 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
         for word in map(norm_word, run)
         if word in terms.asked_names
     }
-    names_found = sum(norm_word(n) in found for n in terms.names)
+    names_found = sum(norm_word(n) in found for n in claimed)
     content_found = sum(_content_found(w, index) for w in terms.content)
     hard_share = (numbers_found + names_found) / hard_total if hard_total else None
     content_share = content_found / len(terms.content) if terms.content else None
     if hard_share is not None and content_share is not None:
         coverage = 0.5 * hard_share + 0.5 * content_share
+    elif hard_share is None and content_share is None:
+        coverage = 1.0 if asked else 0.0  # only the question's own names: the anchor decides
     else:
         coverage = hard_share if hard_share is not None else content_share or 0.0
-    hard_miss = numbers_found < len(terms.numbers) or names_found < len(terms.names)
+    # About the question's subject: one of the question's names it repeats, or (naming none of
+    # them) one of the words restating the question.
+    if asked:
+        anchored = any(norm_word(n) in found for n in asked)
+    else:
+        anchored = not terms.echoed or any(_content_found(w, index) for w in terms.echoed)
+    hard_miss = (
+        numbers_found < len(figures)
+        or names_found < len(claimed)
+        or not anchored
+        or not _related(terms, index)
+    )
     score = coverage * _HARD_MISS_FACTOR if hard_miss else coverage
     return Assessment(score, coverage, hard_miss, terms.count)
+
+
+def _related(terms: Terms, index: ParagraphIndex) -> bool:
+    """Whether each figure the claim adds is said in a window of the paragraph about the claim.
+
+    A window is about the claim unless it leaves out a name of the claim while naming someone
+    else (a substitution: "Microsoft made a $10 billion investment" for "Amazon invested $10
+    billion"), or shares too few of the claim's content words (the figure is of something
+    else: "offices averaging 40 staff" for "the firm employs 40 staff").
+    """
+    added = [n for n in terms.numbers if n not in terms.asked_numbers]
+    if not added or len(index.windows) < 2:
+        return True
+    words = [*terms.content, *terms.echoed]
+    claim_names = {norm_word(n) for n in terms.names}
+    for number in added:
+        windows = [w for w in index.windows if _number_found(number, w)]
+        if not windows:
+            continue  # said only through the title or a relative date: the paragraph decides
+        if not any(_about(terms, window, words, claim_names, index.names) for window in windows):
+            return False
+    return True
+
+
+def _about(
+    terms: Terms,
+    window: ParagraphIndex,
+    words: list[str],
+    claim_names: set[str],
+    named: set[str],
+) -> bool:
+    """Whether ``window`` (a sentence and the one before it) is about the claim: see
+    :func:`_related`. ``named`` holds the names of the whole paragraph: a claim's name it never
+    gives (the paragraph says "the winger") cannot be missing from the window."""
+    found = {norm_word(n) for n in terms.names if _name_found(n, window)}
+    # A name the question gave is there when the rest of it is ("Brown" for "Gordon Brown").
+    found |= {
+        word
+        for run in terms.spelled
+        if any(norm_word(n) in found for n in run)
+        for word in map(norm_word, run)
+        if word in terms.asked_names
+    }
+    missing = [n for n in terms.names if norm_word(n) not in found and norm_word(n) in named]
+    known = claim_names | terms.question_names
+    foreign = [
+        name
+        for name in window.actors
+        if name not in known
+        and name not in _TITLES
+        and not any(stem_match(stem(name), {stem(c)}) for c in known)
+        and not any(name in c or c in name for c in known if len(c) >= 3)
+        and name not in _acronyms_of(terms)
+    ]
+    if missing and foreign:
+        return False
+    if len(words) < RELATION_MIN_WORDS:
+        return True
+    shared = sum(_content_found(w, window) for w in words)
+    return shared >= round(RELATION_SHARE * len(words))
+
+
+def _acronyms_of(terms: Terms) -> set[str]:
+    return {
+        "".join(name[0] for name in run[i:j]).lower()
+        for run in terms.spelled
+        for i in range(len(run) - 1)
+        for j in range(i + 2, len(run) + 1)
+    }
 
 
 def supports(assessment: Assessment, threshold: float) -> bool:

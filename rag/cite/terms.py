@@ -130,6 +130,10 @@ class Terms:
     """Content words that restate the question; not checked when the sentence asserts more."""
     asked_names: frozenset[str] = frozenset()
     """Names (lower case) the question itself uses, as in "Peyton Manning's passer rating"."""
+    asked_numbers: tuple[Number, ...] = ()
+    """Figures the question itself gives ("in 2004", "the 1500m"): not what the answer adds."""
+    question_names: frozenset[str] = frozenset()
+    """Every name the question gives (lower case), whether or not the sentence repeats it."""
 
     @property
     def count(self) -> int:
@@ -240,14 +244,24 @@ class Question:
     stems: frozenset[str]
     lowercase: frozenset[str]
     """Words the question writes in lower case: "Researchers" opening an answer is no name."""
+    names: frozenset[str] = frozenset()
+    """The names the question gives (lower case)."""
+    numbers: tuple[Number, ...] = ()
+    """The figures the question gives."""
+    text: str = ""
 
     @classmethod
     def of(cls, question: str) -> Question:
-        tokens = WORD_RE.findall(normalise(question))
+        normalised = normalise(strip_markers(question))
+        numbers, rest = find_numbers(normalised, bare_words=False)
+        tokens = WORD_RE.findall(rest)
         words = [norm_word(t) for t in tokens]
         return cls(
             stems=frozenset(stem(w) for w in words if w not in STOPWORDS and len(w) >= 3),
             lowercase=frozenset(norm_word(t) for t in tokens if t.islower()),
+            names=frozenset(norm_word(t) for t in tokens if _is_name(t)),
+            numbers=tuple(dict.fromkeys(numbers)),
+            text=question,
         )
 
 
@@ -304,8 +318,22 @@ def extract_terms(sentence: str, question: Question = NO_QUESTION) -> Terms:
         content = [w for w in content if w not in echoed]
     else:
         echoed = []
-    asked = frozenset(norm_word(n) for n in names if stem_match(stem(norm_word(n)), question.stems))
-    return Terms(tuple(numbers), tuple(names), tuple(content), tuple(runs), tuple(echoed), asked)
+    asked = frozenset(
+        norm_word(n)
+        for n in names
+        if norm_word(n) in question.names or stem_match(stem(norm_word(n)), question.stems)
+    )
+    given = tuple(n for n in numbers if n in question.numbers)
+    return Terms(
+        tuple(numbers),
+        tuple(names),
+        tuple(content),
+        tuple(runs),
+        tuple(echoed),
+        asked,
+        given,
+        question.names,
+    )
 
 
 def acronyms(text: str) -> set[str]:
@@ -323,3 +351,81 @@ def acronyms(text: str) -> set[str]:
                 found.add("".join(run[i : i + size]))
         run = []
     return found
+
+
+@dataclass(frozen=True)
+class NewTerms:
+    """What a sentence states that its question does not: the part that can answer it."""
+
+    numbers: tuple[Number, ...]
+    names: tuple[str, ...]
+    words: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.numbers or self.names or self.words)
+
+
+# Words after which a name is a place, a source or a side ("at St Andrews", "from Chelsea",
+# "for Denmark"), not who did what the sentence says.
+_PREPOSITIONS = word_set(_DATA, "data/prepositions.txt")
+_WORD_BEFORE_RE = re.compile(r"([^\W_]+)(\W*)$")
+
+
+def acting_names(text: str) -> set[str]:
+    """The names (lower case) of ``text`` that are not right after a preposition: who acts
+    ("Microsoft made a $10 billion investment"), not where or from whom."""
+    normalised = normalise(strip_markers(text))
+    found: set[str] = set()
+    acting = False  # of the name run the previous word belongs to
+    last_end = -1
+    for match in WORD_RE.finditer(normalised):
+        token = match.group(0)
+        if token.endswith(("'s", "'S")):
+            token = token[:-2]
+        if not token or not _is_name(token):
+            last_end = -1
+            continue
+        # The words of a name ("St Andrews") share the place of its first word.
+        if last_end < 0 or normalised[last_end : match.start()].strip():
+            before = _WORD_BEFORE_RE.search(normalised, 0, match.start())
+            acting = not (before and before.group(1).lower() in _PREPOSITIONS)
+        if acting:
+            found.add(norm_word(token))
+        last_end = match.end()
+    return found
+
+
+def new_terms(sentence: str, question: str | Question) -> NewTerms:
+    """The figures, names and content words of ``sentence`` that ``question`` does not have.
+
+    "The firm will sponsor the festival." says nothing new to "Which firm will sponsor the
+    festival?": it restates it, and answers nothing. Number words count as figures
+    ("three", "a dozen").
+    """
+    asked = question if isinstance(question, Question) else Question.of(question)
+    terms = extract_terms(sentence, asked)
+    words = tuple(w for w in terms.content if not stem_match(stem(w), asked.stems))
+    spelled = [
+        Number(float(NUMBER_WORDS[w]), False)
+        for w in words
+        if w in NUMBER_WORDS and w not in ("one",)
+    ]
+    return NewTerms(
+        numbers=tuple(n for n in (*terms.numbers, *spelled) if n not in asked.numbers),
+        names=tuple(n for n in terms.names if norm_word(n) not in terms.asked_names),
+        words=words,
+    )
+
+
+# Questions that ask for a figure: an answer without a new figure does not answer them.
+_ASKS_FIGURE_RE = re.compile(
+    r"\b(?:how (?:much|many|old|long|large|big|far|high|tall|fast|often)|"
+    r"what (?:share|proportion|percentage|percent|fraction|rate|price|value|amount|sum|age|"
+    r"number|figure|score|time|size|total|cost)|by how much|at what (?:price|value|rate))\b",
+    re.IGNORECASE,
+)
+
+
+def asks_figure(question: str) -> bool:
+    """Whether ``question`` asks for a figure (how much, how many, what share, what score...)."""
+    return bool(_ASKS_FIGURE_RE.search(question))

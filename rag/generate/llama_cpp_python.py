@@ -39,7 +39,7 @@ class LlamaCppPython:
 
         self._api: Any = llama_cpp
         try:
-            self.llama = llama_cpp.Llama(
+            self.llama: Any = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=MAX_CONTEXT,
                 n_batch=BATCH,

@@ -66,7 +66,7 @@ from rag.serve.schemas import (
 from rag.serve.security import Access, inside_root, upload_name
 from rag.serve.worker import Worker
 from rag.settings import Settings, problems
-from rag.types import Answer, Article, IngestReport, Passage, Retry
+from rag.types import Answer, AnswerItem, Article, IngestReport, Passage, ReadOn, Retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -225,14 +225,14 @@ class Service:
             )
         return self.gate.reserve()
 
-    async def answer(self, turn: Turn, body: AskRequest) -> AsyncIterator[str | Retry | Answer]:
+    async def answer(self, turn: Turn, body: AskRequest) -> AsyncIterator[AnswerItem]:
         """The answer stream of ``body`` in ``turn``: text pieces, a Retry, the Answer.
 
         The model runs in a worker thread; when the consumer stops early (the client went
         away) the worker closes the stream at the next piece, and the turn ends when it has.
         """
         loop = asyncio.get_running_loop()
-        worker: Worker[str | Retry | Answer] | None = None
+        worker: Worker[AnswerItem] | None = None
         try:
             await turn.wait()
             if self.status == "failed":
@@ -529,8 +529,10 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
         ``answer`` (the checked Answer, as POST /ask returns it).
 
         ``retry`` (a Retry: the text so far is withdrawn, the model reads more paragraphs)
-        may come between; ``error`` (an ErrorBody) ends a stream that failed. Refusals
-        (empty question, no articles, a full line) are plain JSON errors before any event.
+        and ``read_on`` (a ReadOn: a part of the question is still unanswered, the model reads
+        for it and what it writes is added) may come between; ``error`` (an ErrorBody) ends
+        a stream that failed. Refusals (empty question, no articles, a full line) are plain
+        JSON errors before any event.
         Disconnecting stops the model at its next token.
         """
         try:
@@ -539,6 +541,8 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
                     yield ServerSentEvent(event="token", data=Token(text=item))
                 elif isinstance(item, Retry):
                     yield ServerSentEvent(event="retry", data=item)
+                elif isinstance(item, ReadOn):
+                    yield ServerSentEvent(event="read_on", data=item)
                 else:
                     yield ServerSentEvent(event="answer", data=item)
         except Exception as error:

@@ -171,6 +171,10 @@ async function ask() {
         live.textContent = "";
         $("status").textContent =
           "The best paragraph alone gave no supported answer; reading " + data.passages + " paragraphs…";
+      } else if (event === "read_on") {
+        live.textContent += "\n";
+        $("status").textContent =
+          "Reading " + data.passages + " more paragraphs for: " + data.part;
       } else if (event === "answer") {
         showAnswer(data, withdrawn);
       } else if (event === "error") {
@@ -199,11 +203,21 @@ function showAnswer(answer, withdrawn) {
       box.append(el("p", "Marked sentences are not supported by the paragraphs they cite.", "note"));
     }
   }
-  if (withdrawn && answer.attempts === 2) {
-    $("readings-note").textContent =
-      "Two readings: the best paragraph alone gave no supported answer, so the model read " +
-      withdrawn.passages + " paragraphs; the answer above is from that second reading.";
-    $("withdrawn").textContent = withdrawn.withdrawn;
+  // Readings past the first two (or the first, with no retry) read on for parts of the question.
+  const readOn = (answer.readings || []).slice(withdrawn ? 2 : 1);
+  if (withdrawn || readOn.length) {
+    let note = "";
+    if (withdrawn) {
+      note =
+        "Two readings: the best paragraph alone gave no supported answer, so the model read " +
+        withdrawn.passages + " paragraphs; the answer above is from that second reading.";
+    }
+    if (readOn.length) {
+      note += (note ? " " : "") + "It then read on for parts of the question: " +
+        readOn.map((r) => r.question + (r.abstained ? " (not answered)" : "")).join("; ") + ".";
+    }
+    $("readings-note").textContent = note;
+    $("withdrawn").textContent = withdrawn ? withdrawn.withdrawn : "";
     $("readings").hidden = false;
   }
   showSources(answer);

@@ -1,0 +1,250 @@
+"""Questions of several parts, answers that do not answer, figures of someone else, dates.
+
+The mechanisms of complete answers, each on its own: splitting a question into its parts,
+telling a restated question from an answer, a figure supported only where the paragraph says
+it of the same subject, reading on for a part the first answer leaves open (with a scripted
+model, so that what each reading returns is known), and "this year" dated by the article.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag import RAG, Answer, Passage
+from rag.answer import final_answer, stream_answer
+from rag.cite import check_answer
+from rag.cite.assemble import dated
+from rag.cite.terms import asks_figure, new_terms
+from rag.generate import Generation
+from rag.parts import split_question
+from rag.prompt import load_templates
+from rag.types import ReadOn, Retry
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "How much money went missing at the bank, and in which city did the pair work?",
+            ["How much money went missing at the bank?", "In which city did the pair work?"],
+        ),
+        (
+            "At how many hotspots were they rolling out calls, and roughly how many users did "
+            "the firm have?",
+            [
+                "At how many hotspots were they rolling out calls?",
+                "Roughly how many users did the firm have?",
+            ],
+        ),
+        (
+            "Who discovered this and where did they come from?",
+            ["Who discovered this?", "Where did they come from?"],
+        ),
+        (
+            "Which film won, and which film beat it a few weeks later?",
+            ["Which film won?", "Which film beat it a few weeks later?"],
+        ),
+        # One question: coordinated answers, names, no second question word.
+        ("Disney-ABC merged with ABC Studios and what other entity in 2009?", None),
+        ("How much did Amazon and Microsoft invest in AI firms?", None),
+        ("Which events was she selected for, the 800m and 1500m?", None),
+    ],
+)
+def test_a_question_splits_only_where_it_asks_a_second_question(
+    question: str, parts: list[str] | None
+) -> None:
+    found = [p.text for p in split_question(question)]
+    assert found == (parts or [question])
+
+
+def test_a_figure_is_asked_for_by_how_much_how_many_and_what_share() -> None:
+    assert asks_figure("How much did Sun spend?") and asks_figure("What share of spam is stopped?")
+    assert asks_figure("How many staff does it employ?")
+    assert not asks_figure("Which firm will sponsor the festival?")
+
+
+def test_a_restated_question_states_nothing_new() -> None:
+    question = "Which firm will sponsor the festival?"
+    assert not new_terms("The firm will sponsor the festival.", question)
+    assert new_terms("Acme will sponsor the festival.", question).names == ("Acme",)
+    assert new_terms("There were 28 companies.", "How many companies?").numbers
+    assert new_terms("There were three companies.", "How many companies?").numbers
+    assert not new_terms("In 2004 it did.", "What did it do in 2004?").numbers
+
+
+def passage(paragraph: int, text: str, title: str = "Deals", source: str = "deals.txt") -> Passage:
+    return Passage(text, title, source, paragraph, "2023-09-25T09:55:00-04:00")
+
+
+DEALS = passage(
+    10,
+    "Amazon's investment in Anthropic follows similar moves by cloud leaders such as Microsoft. "
+    "In 2019, Microsoft invested $1 billion in ChatGPT-maker OpenAI. More recently, Microsoft "
+    "made a $10 billion investment in OpenAI this year and launched a push into Bing.",
+)
+
+
+def test_an_answer_that_restates_the_question_is_declined() -> None:
+    festival = passage(1, "The Edinburgh festival said the firm would sponsor it from 2006.")
+    checked = check_answer(
+        "The firm will sponsor the festival [1].",
+        [festival],
+        question="Which firm will sponsor the festival?",
+    )
+    assert checked.abstained
+
+
+def test_a_figure_said_of_someone_else_does_not_support_the_claim() -> None:
+    wrong = check_answer(
+        "Amazon invested $10 billion in OpenAI this year [1].",
+        [DEALS],
+        question="How much did Amazon invest in OpenAI?",
+    )
+    assert wrong.abstained
+    right = check_answer(
+        "Microsoft invested $1 billion in OpenAI in 2019 [1]. More recently, it made a $10 "
+        "billion investment in OpenAI this year [1].",
+        [DEALS],
+        question="How much did Microsoft invest in OpenAI?",
+    )
+    assert not right.abstained and all(s.supported for s in right.sentences)
+
+
+def test_the_question_s_own_names_need_not_all_be_repeated_by_the_paragraph() -> None:
+    lawsuit = passage(
+        1,
+        "The lawsuit, brought by 28 of the world's largest entertainment firms, has raged for "
+        "several years. If the Supreme Court finds in favour of the industry, Grokster and "
+        "Morpheus could be sued.",
+    )
+    question = (
+        "How many entertainment companies brought the lawsuit against Grokster and Morpheus "
+        "that went before the US Supreme Court?"
+    )
+    answer = (
+        "There were 28 entertainment companies that brought the lawsuit against Grokster and "
+        "Morpheus that went before the US Supreme Court [1]."
+    )
+    assert not check_answer(answer, [lawsuit], question=question).abstained
+    # But a paragraph with none of the question's names is not about it.
+    other = passage(2, "Brady finished the season with a rating of 28.")
+    assert check_answer(answer, [other], question=question).abstained
+
+
+def test_this_year_is_dated_by_the_article() -> None:
+    assert (
+        dated("It invested this year [1].", ["2023-09-25"]) == "It invested this year (2023) [1]."
+    )
+    assert dated("Sales fell last year.", ["2005-01-10"]) == "Sales fell last year (2004)."
+    assert (
+        dated("Sales fell next month.", ["2004-12-10"]) == "Sales fell next month (January 2005)."
+    )
+    assert dated("Sales fell this year.", [None]) == "Sales fell this year."
+    assert dated("Sales fell this year.", ["2004-01-01", "2005-01-01"]) == "Sales fell this year."
+    checked = check_answer(
+        "Microsoft made a $10 billion investment in OpenAI this year [1].",
+        [DEALS],
+        question="How much did Microsoft invest in OpenAI?",
+    )
+    assert "this year (2023) [1]" in checked.text
+
+
+class PartModel:
+    """Answers from what it reads: each passage holding a fact gets its sentence."""
+
+    name = "parts"
+    context_length = 4096
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, messages: list[dict[str, str]], *args: object) -> Iterator[str | Generation]:
+        user = messages[-1]["content"]
+        self.questions.append(user.rsplit("Question:", 1)[-1].strip())
+        sentences = []
+        if "$120m" in user:
+            sentences.append("Up to $120m went missing [1].")
+        if "Harbin" in user:
+            sentences.append("The pair worked in Harbin [1].")
+        reply = " ".join(sentences) or "The passages do not answer this question."
+        yield from reply.split(" ")
+        yield Generation(reply, 100, 10, 0.5, 0.25)
+
+
+MONEY = passage(
+    1, "Two officials at the bank disappeared after up to $120m went missing.", "Bank", "bank.txt"
+)
+CITY = passage(
+    2, "The pair both worked at the bank in the northern city of Harbin.", "Bank", "bank.txt"
+)
+RAIN = passage(1, "Heavy rain is expected across the region this weekend.", "Weather", "rain.txt")
+TWO_PART = "How much money went missing at the bank, and in which city did the pair work?"
+
+
+def read(question: str, passages: list[Passage], found: list[Passage]) -> list[object]:
+    return list(
+        stream_answer(
+            question,
+            passages,
+            PartModel(),  # type: ignore[arg-type]
+            load_templates(),
+            max_prompt_tokens=2048,
+            max_new_tokens=32,
+            retrieve=lambda part: found,
+        )
+    )
+
+
+def test_a_part_the_first_answer_leaves_open_is_read_for_and_added() -> None:
+    items = read(TWO_PART, [MONEY, RAIN], [CITY])
+    read_on = [i for i in items if isinstance(i, ReadOn)]
+    assert read_on == [ReadOn(part="In which city did the pair work?", passages=1)]
+    answer = items[-1]
+    assert isinstance(answer, Answer) and not answer.abstained
+    assert "$120m" in answer.text and "Harbin" in answer.text
+    assert [c.passage for c in answer.citations] == [MONEY, CITY]
+    assert answer.text.endswith("[2].")  # the second reading's [1] is the answer's [2]
+    assert [p.answered for p in answer.parts] == [True, True]
+    assert answer.attempts == len(answer.readings) == 2  # best alone, then the part
+    assert answer.readings[-1].passages == [CITY]
+
+
+def test_a_part_no_passage_answers_is_said_plainly() -> None:
+    answer = final_answer(read(TWO_PART, [MONEY], [RAIN]))  # type: ignore[arg-type]
+    assert not answer.abstained and "$120m" in answer.text
+    assert (
+        "do not answer this part of the question: In which city did the pair work?" in answer.text
+    )
+    assert [p.answered for p in answer.parts] == [True, False]
+    assert [c.passage for c in answer.citations] == [MONEY]
+
+
+def test_an_answer_of_one_part_only_is_not_read_on_for() -> None:
+    items = read("How much money went missing at the bank?", [MONEY], [CITY])
+    assert not any(isinstance(i, ReadOn | Retry) for i in items)
+    answer = items[-1]
+    assert isinstance(answer, Answer) and answer.parts == [] and answer.attempts == 1
+
+
+def test_near_copies_of_a_paragraph_are_shown_once(tmp_path: Path) -> None:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    story = (
+        "Rail funding\n\nThe government gave $2 million to the rail company Northline in 2018 "
+        "for new trains and a depot."
+    )
+    (folder / "a.txt").write_text(story + "\n")
+    (folder / "b.txt").write_text(story.replace("new trains", "its new trains") + "\n")
+    (folder / "c.txt").write_text("Weather\n\nHeavy rain is expected across the region.\n")
+    with RAG(tmp_path / "index", progress=False) as rag:
+        rag.ingest(folder)
+        hits = rag.search("How much did the government give Northline?", k=2)
+    names = [h.source.rsplit("/", 1)[-1] for h in hits]
+    assert len(hits) == 2 and "c.txt" in names  # the copy gave its place to another paragraph
+    assert sum(name in ("a.txt", "b.txt") for name in names) == 1
