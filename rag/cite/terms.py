@@ -387,12 +387,32 @@ def acting_names(text: str) -> set[str]:
             continue
         # The words of a name ("St Andrews") share the place of its first word.
         if last_end < 0 or normalised[last_end : match.start()].strip():
-            before = _WORD_BEFORE_RE.search(normalised, 0, match.start())
-            acting = not (before and before.group(1).lower() in _PREPOSITIONS)
+            acting = not _after_preposition(normalised, match.start())
         if acting:
             found.add(norm_word(token))
         last_end = match.end()
     return found
+
+
+# Words that may stand between a preposition and its name: "at 30 West 67th Street", "in the US".
+_BETWEEN = frozenset({"the", "a", "an", "its", "their", "his", "her"})
+
+
+def _after_preposition(text: str, start: int) -> bool:
+    end = start
+    for _ in range(4):
+        before = _WORD_BEFORE_RE.search(text, 0, end)
+        if before is None:
+            return False
+        raw = before.group(1)
+        word = raw.lower()
+        if word in _PREPOSITIONS:
+            return True
+        # Figures, articles and the rest of a name ("West 67th Street") lie between.
+        if not (any(ch.isdigit() for ch in word) or word in _BETWEEN or raw[:1].isupper()):
+            return False
+        end = before.start()
+    return False
 
 
 def new_terms(sentence: str, question: str | Question) -> NewTerms:

@@ -353,7 +353,9 @@ def kind_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         "cross-article": ("complete_cross_article", "every fact stated"),
         "unanswerable": ("declined_unanswerable", "declined or gap named"),
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if "accuracy_single" not in metrics:  # not the news set
+        return rows
     for kind, (key, what) in scores.items():
         name = kind.replace("-", "_")
         if f"n_{name}" in metrics:
