@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from rag.cite import ABSTAIN_TEXT, check_answer
+from rag.cite.assemble import render
+from rag.cite.terms import Question, can_answer, extract_terms
 from rag.generate import ChatModel, Generation
 from rag.generate.base import last_of
-from rag.parts import Part, answered_parts, split_question
+from rag.parts import Part, about, answered_parts, split_question
 from rag.prompt import (
     Templates,
     answer_messages,
@@ -123,18 +125,18 @@ def stream_answer(
         yield answer
         return
     answered = answered_parts(question, parts, [] if answer.abstained else answer.sentences)
-    extra: list[tuple[Part, Answer, bool]] = []
-    for part, done in zip(parts, answered, strict=True):
+    extra: list[tuple[Part, Answer, list[Sentence]]] = []
+    for index, (part, done) in enumerate(zip(parts, answered, strict=True)):
         if done:
             continue
-        asked = part.text
-        if looks_like_follow_up(asked):
-            asked = standalone_question(parts[0].text, asked, generator, templates)
-        found = retrieve(asked)
+        # Searched for by the part with the names the rest of the question gives (a second
+        # part says "the pair" where the first named the bank); read as the whole question,
+        # so that the model knows whom "the pair" means.
+        found = retrieve(with_context(part, question))
         yield ReadOn(part=part.text, passages=len(found))
-        more = yield from reader.answer(asked, found)
-        solved = not more.abstained and answered_parts(asked, [part], more.sentences)[0]
-        extra.append((part, more, solved))
+        more = yield from reader.answer(question, found)
+        added = [] if more.abstained else sentences_for(question, parts, index, more.sentences)
+        extra.append((part, more, added))
     yield combine(answer, parts, answered, extra)
 
 
@@ -202,26 +204,40 @@ class _Reader:
         )
 
 
-_MARKER_RE = re.compile(r"\[(\d+)\]")
+def with_context(part: Part, question: str) -> str:
+    """The part, followed by the names of the question it does not repeat (for a search)."""
+    names = [n for n in extract_terms(question).names if n.lower() not in part.text.lower()]
+    return f"{part.text} {' '.join(dict.fromkeys(names))}".strip()
 
 
-def _renumbered(text: str, numbers: dict[int, int]) -> str:
-    """``text`` with its citation markers ``[n]`` numbered as ``numbers`` says."""
-    return _MARKER_RE.sub(lambda m: f"[{numbers.get(int(m[1]), int(m[1]))}]", text)
+def sentences_for(
+    question: str, parts: list[Part], index: int, sentences: list[Sentence]
+) -> list[Sentence]:
+    """The supported sentences of a reading that answer part ``index`` of ``question``."""
+    part = parts[index]
+    asked = Question.of(question)
+    return [
+        s
+        for s in sentences
+        if s.supported
+        and s.citations
+        and about(s, part, parts)
+        and can_answer(s.text, asked, part.text)
+    ]
 
 
 def combine(
     answer: Answer,
     parts: list[Part],
     answered: list[bool],
-    extra: list[tuple[Part, Answer, bool]],
+    extra: list[tuple[Part, Answer, list[Sentence]]],
 ) -> Answer:
     """The first answer with what reading on for its unanswered parts added.
 
-    ``extra`` holds each part read for, its answer and whether that answer answers it. Their
-    supported sentences are added (citations numbered on after the first answer's, a paragraph
-    cited twice keeping one number); for a part no passage answered, a sentence says so. The
-    readings and timings of every reading add up.
+    ``extra`` holds each part read for, the answer of that reading and its sentences that
+    answer the part. Those are added (citations numbered on after the first answer's, a
+    paragraph cited twice keeping one number); for a part they leave unanswered, a sentence
+    says so. The readings and timings of every reading add up.
     """
     texts = [] if answer.abstained else [answer.text]
     citations = [] if answer.abstained else list(answer.citations)
@@ -230,31 +246,36 @@ def combine(
     readings = list(answer.readings)
     timings = dict(answer.timings)
     number_of = {(c.passage.source, c.passage.paragraph): c.number for c in citations}
-    for part, more, solved in extra:
+    solved: set[int] = set()
+    for part, more, added in extra:
         readings += more.readings
         for stage in ("prefill", "generation", "total"):
             timings[stage] = timings.get(stage, 0.0) + more.timings.get(stage, 0.0)
         timings["total"] -= more.timings.get("retrieval", 0.0)
-        if not solved:
+        fresh = [s for s in added if s.text not in {t.text for t in sentences}]
+        if not fresh:
             note = f"The indexed articles do not answer this part of the question: {part.text}"
             texts.append(note)
             sentences.append(Sentence(note, [], True))
             continue
-        passages += [p for p in more.passages if p not in passages]
-        renumber: dict[int, int] = {}
-        for citation in more.citations:
-            key = (citation.passage.source, citation.passage.paragraph)
-            if key not in number_of:
-                number_of[key] = len(number_of) + 1
-                citations.append(replace(citation, number=number_of[key]))
-            renumber[citation.number] = number_of[key]
-        texts.append(_renumbered(more.text, renumber))
-        sentences += [
-            replace(s, citations=[renumber.get(n, n) for n in s.citations]) for s in more.sentences
-        ]
-    solved_parts = {id(part) for part, _, solved in extra if solved}
+        solved.add(id(part))
+        by_number = {c.number: c for c in more.citations}
+        for sentence in fresh:
+            numbers = []
+            for n in sentence.citations:
+                citation = by_number[n]
+                key = (citation.passage.source, citation.passage.paragraph)
+                if key not in number_of:
+                    number_of[key] = len(number_of) + 1
+                    citations.append(replace(citation, number=number_of[key]))
+                    if citation.passage not in passages:
+                        passages.append(citation.passage)
+                numbers.append(number_of[key])
+            renumbered = replace(sentence, citations=sorted(numbers))
+            sentences.append(renumbered)
+            texts.append(render(renumbered.text, renumbered.citations))
     status = [
-        PartAnswered(part.text, done or id(part) in solved_parts)
+        PartAnswered(part.text, done or id(part) in solved)
         for part, done in zip(parts, answered, strict=True)
     ]
     if citations:
@@ -304,7 +325,8 @@ def _attempt(
         else:
             yield piece
     assert final is not None
-    checked = check_answer(final.text, passages, question=shown)
+    parts = [part.text for part in split_question(shown)]
+    checked = check_answer(final.text, passages, question=shown, parts=parts)
     timings["prefill"] = final.prefill_seconds
     timings["generation"] = final.generation_seconds
     timings["total"] = timings.get("retrieval", 0.0) + time.perf_counter() - started

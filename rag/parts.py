@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.cite.terms import asks_figure, extract_terms, new_terms, norm_word
+from rag.cite.terms import Question, can_answer, extract_terms, norm_word
 from rag.stemming import stem
 from rag.types import Sentence
 
@@ -44,8 +44,6 @@ class Part:
 
     text: str
     """The part as asked ("in which city did the pair work?")."""
-    asks_figure: bool
-    """Whether it asks for a figure (how much, how many, what share ...)."""
 
 
 def split_question(question: str) -> list[Part]:
@@ -59,43 +57,39 @@ def split_question(question: str) -> list[Part]:
     # "X merged with Y and what other entity?" coordinates two answers, not two questions:
     # a split needs the first piece to be a question itself.
     if len(pieces) < 2 or not _STARTS_QUESTION_RE.match(pieces[0]):
-        return [Part(question.strip(), asks_figure(question))]
+        return [Part(question.strip())]
     parts = []
     for piece in pieces:
         text = piece[0].upper() + piece[1:]
-        if not text.endswith("?"):
-            text += "?"
-        parts.append(Part(text, asks_figure(piece)))
+        parts.append(Part(text if text.endswith("?") else text + "?"))
     return parts
 
 
-def _own_stems(part: Part, others: list[Part]) -> set[str]:
+def _stems(text: str) -> set[str]:
+    terms = extract_terms(text)
+    words = [*terms.content, *(name.lower() for name in terms.names)]
+    return {stem(norm_word(w)) for w in words if len(w) >= 3}
+
+
+def own_stems(part: Part, parts: list[Part]) -> set[str]:
     """The part's content stems that the other parts do not share (what it is about)."""
-
-    def stems(text: str) -> set[str]:
-        terms = extract_terms(text)
-        words = [*terms.content, *(name.lower() for name in terms.names)]
-        return {stem(norm_word(w)) for w in words if len(w) >= 3}
-
-    mine = stems(part.text)
-    theirs = set().union(*(stems(o.text) for o in others)) if others else set()
+    mine = _stems(part.text)
+    theirs = set().union(*(_stems(o.text) for o in parts if o is not part))
     return (mine - theirs) or mine
 
 
-def answers(sentence: str, part: Part, question: str) -> bool:
-    """Whether ``sentence`` states something that can answer ``part`` of ``question``: a figure
-    the question does not give (required when the part asks for one), or a new name or words."""
-    new = new_terms(sentence, question)
-    return bool(new.numbers) if part.asks_figure else bool(new)
+def about(sentence: Sentence, part: Part, parts: list[Part]) -> bool:
+    """Whether ``sentence`` is about ``part``: it shares the part's own words (any sentence is,
+    when the question has one part)."""
+    return len(parts) == 1 or bool(own_stems(part, parts) & _stems(sentence.text))
 
 
 def answered_parts(question: str, parts: list[Part], sentences: list[Sentence]) -> list[bool]:
-    """For each part, whether a supported, cited sentence answers it: one about the part (it
-    shares the part's own words, unless there is one part) that :func:`answers` it."""
+    """For each part, whether a supported, cited sentence answers it: one :func:`about` the part
+    that states what can answer it (:func:`rag.cite.terms.can_answer`)."""
+    asked = Question.of(question)
     claims = [s for s in sentences if s.supported and s.citations]
-    result = []
-    for part in parts:
-        own = _own_stems(part, [p for p in parts if p is not part])
-        about = [s for s in claims if len(parts) == 1 or own & _own_stems(Part(s.text, False), [])]
-        result.append(any(answers(s.text, part, question) for s in about))
-    return result
+    return [
+        any(about(s, part, parts) and can_answer(s.text, asked, part.text) for s in claims)
+        for part in parts
+    ]

@@ -122,7 +122,7 @@ def body_of(sentence: str) -> str:
     return _strip_preamble(_tidy(strip_markers(_drop_lead_ins(sentence))))
 
 
-def _render(body: str, numbers: list[int]) -> str:
+def render(body: str, numbers: list[int]) -> str:
     """Put markers before the final punctuation: "... in 2019 [1][2]."
 
     When a closing quote or bracket follows the punctuation the markers go after
@@ -204,7 +204,7 @@ def lay_out(
         numbers = sorted(number_of[k] for k in unit.keys)
         body = dated(unit.body, [passages[k].published for k in unit.keys])
         sentences.append(Sentence(text=body, citations=numbers, supported=unit.supported))
-        lines.setdefault(unit.line, []).append(_render(body, numbers))
+        lines.setdefault(unit.line, []).append(render(body, numbers))
 
     out: list[str] = []
     last: int | None = None

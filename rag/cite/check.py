@@ -24,7 +24,7 @@ from rag.cite.scoring import (
     merge,
     supports,
 )
-from rag.cite.terms import Question, Terms, asks_figure, extract_terms, new_terms
+from rag.cite.terms import Question, Terms, can_answer, extract_terms
 from rag.types import Citation, Passage, Sentence
 
 __all__ = ["ABSTAIN_TEXT", "ATTACH_SCORE", "CheckedAnswer", "check_answer"]
@@ -77,6 +77,7 @@ def check_answer(
     passages: list[Passage],
     threshold: float = DEFAULT_THRESHOLD,
     question: str = "",
+    parts: list[str] | None = None,
 ) -> CheckedAnswer:
     """Check and renumber the citations in the model's raw answer.
 
@@ -91,8 +92,10 @@ def check_answer(
     preamble and courtesy filler are dropped, as is any marker on them; a
     sentence hedging about the passages ("The passages do not say when") is kept
     as supported, without citation. The answer abstains when it is a refusal or
-    no sentence with key terms is supported. ``question`` (when given) excuses
-    the words an answer sentence repeats from it, as in :func:`rag.cite.scoring.support`.
+    no supported sentence answers the question: states something it does not (a figure where
+    it asks for one, a name where it asks for one; ``parts``, when given, are the questions it
+    asks, each judged so). ``question`` (when given) excuses the words an answer sentence
+    repeats from it, as in :func:`rag.cite.scoring.support`.
     """
     asked = Question.of(question)
     # Two passages that are the same paragraph collapse onto the first of them.
@@ -158,19 +161,20 @@ def check_answer(
         if unit.kind == "claim":
             _check_unit(unit, indexes, threshold, asked)
 
-    if not any(u.supported and _answers(u.body, asked) for u in units if u.kind == "claim"):
+    kinds = parts or [question]
+    if not any(
+        u.supported and _answers(u.body, asked, kinds) for u in units if u.kind == "claim"
+    ):
         return _abstain(dropped)
     laid = lay_out(units, prefixes, raw_lines, passages)
     return CheckedAnswer(laid.text, laid.citations, laid.sentences, dropped, abstained=False)
 
 
-def _answers(body: str, question: Question) -> bool:
-    """Whether a sentence can answer ``question``: it states something the question does not
-    (a figure, where the question asks for one). A restated question answers nothing."""
-    if not question.text:
-        return True
-    new = new_terms(body, question)
-    return bool(new.numbers) if asks_figure(question.text) else bool(new)
+def _answers(body: str, question: Question, parts: list[str]) -> bool:
+    """Whether a sentence can answer ``question`` or one of its ``parts``: it states something
+    the question does not (a figure, where the part asks for one). A restated question answers
+    nothing."""
+    return not question.text or any(can_answer(body, question, part) for part in parts)
 
 
 def _best_supporting(

@@ -266,6 +266,8 @@ def _related(terms: Terms, index: ParagraphIndex) -> bool:
     if not added or len(index.windows) < 2:
         return True
     words = [*terms.content, *terms.echoed]
+    if len(words) < RELATION_MIN_WORDS and len(terms.question_words) >= RELATION_MIN_WORDS:
+        words = list(terms.question_words)  # a bare answer ("£3.7bn.") is about the question
     claim_names = {norm_word(n) for n in terms.names}
     for number in added:
         windows = [w for w in index.windows if _number_found(number, w)]

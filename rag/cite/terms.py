@@ -134,6 +134,8 @@ class Terms:
     """Figures the question itself gives ("in 2004", "the 1500m"): not what the answer adds."""
     question_names: frozenset[str] = frozenset()
     """Every name the question gives (lower case), whether or not the sentence repeats it."""
+    question_words: tuple[str, ...] = ()
+    """The question's content words: what a bare answer ("£3.7bn.") is about."""
 
     @property
     def count(self) -> int:
@@ -248,6 +250,8 @@ class Question:
     """The names the question gives (lower case)."""
     numbers: tuple[Number, ...] = ()
     """The figures the question gives."""
+    words: tuple[str, ...] = ()
+    """Its content words (lower case, no stopwords)."""
     text: str = ""
 
     @classmethod
@@ -261,6 +265,13 @@ class Question:
             lowercase=frozenset(norm_word(t) for t in tokens if t.islower()),
             names=frozenset(norm_word(t) for t in tokens if _is_name(t)),
             numbers=tuple(dict.fromkeys(numbers)),
+            words=tuple(
+                dict.fromkeys(
+                    w
+                    for t, w in zip(tokens, words, strict=True)
+                    if not _is_name(t) and w not in STOPWORDS and len(w) >= 3
+                )
+            ),
             text=question,
         )
 
@@ -333,6 +344,7 @@ def extract_terms(sentence: str, question: Question = NO_QUESTION) -> Terms:
         asked,
         given,
         question.names,
+        question.words,
     )
 
 
@@ -429,7 +441,7 @@ def new_terms(sentence: str, question: str | Question) -> NewTerms:
         Number(float(NUMBER_WORDS[w]), False)
         for w in words
         if w in NUMBER_WORDS and w not in ("one",)
-    ]
+    ] + [Number(FRACTION_WORDS[w], False) for w in words if w in FRACTION_WORDS]
     return NewTerms(
         numbers=tuple(n for n in (*terms.numbers, *spelled) if n not in asked.numbers),
         names=tuple(n for n in terms.names if norm_word(n) not in terms.asked_names),
@@ -437,15 +449,62 @@ def new_terms(sentence: str, question: str | Question) -> NewTerms:
     )
 
 
-# Questions that ask for a figure: an answer without a new figure does not answer them.
+# Words that state a proportion or a multiple as a figure does ("almost half", "twice").
+FRACTION_WORDS = {
+    "half": 0.5,
+    "third": 1 / 3,
+    "thirds": 2 / 3,
+    "quarter": 0.25,
+    "quarters": 0.75,
+    "twice": 2.0,
+    "double": 2.0,
+    "triple": 3.0,
+    "dozens": 24.0,
+    "hundreds": 200.0,
+    "thousands": 2000.0,
+    "millions": 2e6,
+    "billions": 2e9,
+}
+
+
+# What a question asks for, by its question word and the noun it asks about: "how many", "what
+# was X's winning time" want a figure; "who", "which city" want a name. An answer without one
+# does not answer it, however well its words match a paragraph.
+_QUANTITIES = "|".join(sorted(word_set(_DATA, "data/quantity-nouns.txt")))
+_NAMED = "|".join(sorted(word_set(_DATA, "data/named-nouns.txt")))
 _ASKS_FIGURE_RE = re.compile(
-    r"\b(?:how (?:much|many|old|long|large|big|far|high|tall|fast|often)|"
-    r"what (?:share|proportion|percentage|percent|fraction|rate|price|value|amount|sum|age|"
-    r"number|figure|score|time|size|total|cost)|by how much|at what (?:price|value|rate))\b",
+    r"\bhow (?:much|many|old|long|large|big|far|high|tall)\b|\bby how much\b|"
+    # "what price", "at what value", "what final score"
+    rf"^\W*(?:\w+ )?(?:what|which) (?:\w+ )?(?:{_QUANTITIES})\b|"
+    # "what was the final score", "what was Brazil's unemployment rate"
+    r"^\W*(?:\w+ )?what (?:was|is|were|are|had been|will be) "
+    rf"(?:the |an? |(?:[A-Z][\w-]* ){{0,3}}[\w-]+'s )(?:\w+ ){{0,2}}(?:{_QUANTITIES})\b",
     re.IGNORECASE,
 )
+_ASKS_NAME_RE = re.compile(rf"^\W*(?:\w+ )?(?:which|what) (?:\w+ )?(?:{_NAMED})\b", re.IGNORECASE)
+
+
+def can_answer(sentence: str, question: str | Question, asked: str | None = None) -> bool:
+    """Whether ``sentence`` states something that can answer ``asked`` (by default the
+    question itself; a part of it otherwise): a figure the question does not give where it
+    asks for one, a new name where it asks for one, else anything new. A sentence that only
+    restates the question answers nothing."""
+    question = question if isinstance(question, Question) else Question.of(question)
+    new = new_terms(sentence, question)
+    wanted = question.text if asked is None else asked
+    if asks_figure(wanted):
+        return bool(new.numbers)
+    if asks_name(wanted):
+        return bool(new.names or new.numbers)
+    return bool(new)
 
 
 def asks_figure(question: str) -> bool:
-    """Whether ``question`` asks for a figure (how much, how many, what share, what score...)."""
+    """Whether ``question`` asks for a figure (how much, how many, what share, what time...)."""
     return bool(_ASKS_FIGURE_RE.search(question))
+
+
+def asks_name(question: str) -> bool:
+    """Whether ``question`` asks for a name: which city, which firm, which film... ("Who" is
+    left out: its answer is as often "the city council" as a name.)"""
+    return not asks_figure(question) and bool(_ASKS_NAME_RE.search(question))
