@@ -35,9 +35,9 @@ from rich.text import Text
 
 from rag.answer import final_answer
 from rag.api import RAG, Conversation
-from rag.check import Check
 from rag.errors import RagError
 from rag.settings import Settings, problems
+from rag.stores.base import Check
 from rag.types import Answer, AnswerItem, Filters, IngestReport, Passage, ReadOn, Retry
 
 app = typer.Typer(

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from rag import RAG
 from rag.cli import app
 from rag.errors import IndexBusy, IndexFormatError
-from rag.index import derived_folder
+from rag.stores.published import derived_folder
 from rag.lock import IndexLock
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})

@@ -8,7 +8,7 @@ import numpy as np
 
 from rag.index import VectorIndex
 from rag.lexical import LexicalIndex
-from rag.retrieve import rrf, weighted
+from rag.fusion import rrf, weighted
 
 
 def test_rrf_rewards_agreement() -> None:
