@@ -73,6 +73,12 @@ SEARCH_SETTINGS = (
     "bm25_b",
 )
 FILTERS = tuple(Filters.model_fields)
+# Which index a command reads or writes: a folder, or a Milvus collection.
+INDEX_SETTINGS = ("index", "store", "milvus_uri", "milvus_collection")
+# What a distributed ingest takes besides --ray [ADDRESS] (see `ingest`).
+RAY_SETTINGS = ("ray_cpus",)
+# `--ray` alone: a local cluster.
+LOCAL_RAY = "local"
 
 
 def _flag(name: str) -> str:
@@ -287,7 +293,7 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
 @app.command()
 @friendly_errors
 @with_settings(
-    "index",
+    *INDEX_SETTINGS,
     *EMBED_SETTINGS,
     "batch_size",
     "max_passage_tokens",
@@ -296,12 +302,30 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
     "bm25_b",
     "progress",
     "wait",
+    "milvus_index",
+    *RAY_SETTINGS,
 )
 def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")
     ],
     json_output: JsonOption = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            is_flag=False,
+            flag_value=LOCAL_RAY,
+            metavar="[ADDRESS]",
+            help=(
+                "Read and embed on a Ray cluster (pip install 'rag-news[ray]'): --ray alone "
+                "starts a local one (--ray-cpus), --ray ADDRESS joins one ('auto', "
+                "ray://host:10001). For big ingests only: a Ray run costs seconds of start-up "
+                "and of fixed overhead (BENCHMARKS.md). Put it after the paths. [env RAG_RAY, "
+                "RAG_RAY_ADDRESS]"
+            ),
+        ),
+    ] = None,
     settings: Settings | None = None,
 ) -> None:
     """Add articles (.txt, .md, .html, .jsonl, scraped-article files) to the index.
@@ -312,12 +336,16 @@ def ingest(
     a bad JSONL line), and the rest is ingested.
 
     The first ingest into a folder creates the index there (the folder must be new,
-    empty or an index already).
+    empty or an index already); with --store milvus, the collection.
 
     Exit status: 0 every file ingested, unchanged or skipped; 3 some files failed,
     the rest ingested; 1 nothing ingested (every file failed, or none found) or an
     error; 2 a usage error.
     """
+    assert settings is not None
+    if ray is not None:
+        address = None if ray == LOCAL_RAY else ray
+        settings = settings.model_copy(update={"ray": True, "ray_address": address})
     with RAG(settings=settings, console=err) as rag:
         report = rag.ingest(list(paths))
     if json_output:
@@ -335,7 +363,7 @@ def ingest(
 
 @app.command()
 @friendly_errors
-@with_settings("index", "k", *SEARCH_SETTINGS, filters=True)
+@with_settings(*INDEX_SETTINGS, "k", *SEARCH_SETTINGS, filters=True)
 def search(
     question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
     json_output: JsonOption = False,
@@ -357,7 +385,7 @@ def search(
 
 @app.command()
 @friendly_errors
-@with_settings("index")
+@with_settings(*INDEX_SETTINGS)
 def info(json_output: JsonOption = False, settings: Settings | None = None) -> None:
     """Show what the index holds: articles, paragraphs, embedder, index type, size."""
     with RAG(settings=settings, console=err) as rag:
@@ -382,7 +410,7 @@ def info(json_output: JsonOption = False, settings: Settings | None = None) -> N
 
 @app.command()
 @friendly_errors
-@with_settings("index", *EMBED_SETTINGS, "bm25_k1", "bm25_b", "wait")
+@with_settings(*INDEX_SETTINGS, *EMBED_SETTINGS, "bm25_k1", "bm25_b", "wait")
 def remove(
     source: Annotated[
         str, typer.Argument(help="File path, article source (path#id for JSONL) or glob.")
@@ -400,7 +428,7 @@ def remove(
 @app.command()
 @friendly_errors
 @with_settings(
-    "index",
+    *INDEX_SETTINGS,
     *EMBED_SETTINGS,
     "batch_size",
     "max_passage_tokens",
@@ -426,7 +454,13 @@ def rebuild(
 @app.command()
 @friendly_errors
 @with_settings(
-    "index", *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait"
+    *INDEX_SETTINGS,
+    *EMBED_SETTINGS,
+    "batch_size",
+    "max_passage_tokens",
+    "bm25_k1",
+    "bm25_b",
+    "wait",
 )
 def check(
     repair: Annotated[
@@ -590,7 +624,7 @@ def stream_to_terminal(stream: typing.Iterator[AnswerItem], console: Console) ->
 
 @app.command()
 @friendly_errors
-@with_settings("index", *ANSWER_SETTINGS, "progress", filters=True)
+@with_settings(*INDEX_SETTINGS, *ANSWER_SETTINGS, "progress", filters=True)
 def ask(
     question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
@@ -617,7 +651,7 @@ in the context of the previous question.
 
 @app.command()
 @friendly_errors
-@with_settings("index", *ANSWER_SETTINGS, "progress")
+@with_settings(*INDEX_SETTINGS, *ANSWER_SETTINGS, "progress")
 def chat(settings: Settings | None = None) -> None:
     """Ask several questions in a row, with the model loaded once."""
     with RAG(settings=settings, console=err) as rag:
@@ -928,7 +962,7 @@ SERVE_SETTINGS = (
 
 @app.command()
 @friendly_errors
-@with_settings("index", *SERVE_SETTINGS, *ANSWER_SETTINGS, "k", "wait", "progress")
+@with_settings(*INDEX_SETTINGS, *SERVE_SETTINGS, *ANSWER_SETTINGS, "k", "wait", "progress")
 def serve(settings: Settings | None = None) -> None:
     """Serve the index over HTTP: a JSON API with streamed answers, and a web page at /.
 

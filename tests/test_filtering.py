@@ -12,13 +12,13 @@ from conftest import QUESTION
 
 from rag import RAG
 from rag import index as index_mod
-from rag.stores import published
 from rag.filtering import ArticleTable, select
 from rag.fusion import weighted
 from rag.index import VectorIndex
 from rag.lexical import LexicalIndex
 from rag.retrieve import Retriever, SearchOptions
 from rag.store import Store
+from rag.stores import published
 from rag.stores.base import StoredFile, document_hash, text_hash
 from rag.stores.folder import FolderSearch
 from rag.stores.published import ARTICLES_FILE, Derived, build_derived, derived_folder
@@ -156,9 +156,7 @@ def _query_vector(query: str) -> np.ndarray:
 
 def _retriever(store: Store, derived: Derived, memory: bool = True) -> Retriever:
     return Retriever(
-        FolderSearch(
-            store, derived.vectors, derived.lexical, derived.articles if memory else None
-        ),
+        FolderSearch(store, derived.vectors, derived.lexical, derived.articles if memory else None),
         _query_vector,
     )
 

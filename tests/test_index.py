@@ -16,9 +16,9 @@ from conftest import QUESTION, SHARED
 
 from rag import RAG
 from rag import index as index_mod
-from rag.stores import published
 from rag.index import VectorIndex, ivf_lists, ivf_probes
 from rag.lexical import LexicalIndex, LexicalScores, tokenize
+from rag.stores import published
 
 SQUAD = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
 
