@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from rag import ingest as ingest_mod
-from rag.embed import Embedder, backend_of
+from rag.embed import Embedder, EmbedderInfo, backend_of
 from rag.errors import (
     ArticleNotFound,
     EmbedderMismatch,
@@ -131,7 +131,7 @@ class RAG:
         (once there is an index: it may be loaded before the first ingest creates one)."""
         model = self._embedder or self._new_embedder()
         if not self._embedder_checked and (self._store or store_exists(self.settings)):
-            self._check_embedder(model)
+            self._check_embedder(model.info)
             self._embedder_checked = True
         self._embedder = model
         return model
@@ -148,9 +148,9 @@ class RAG:
             console=self.console,
         )
 
-    def _check_embedder(self, model: Embedder) -> None:
+    def _check_embedder(self, info: EmbedderInfo) -> None:
+        """Refuse an embedder that is not the index's; record it in an index without one."""
         built = self.store.embedder()
-        info = model.info
         if built is None:
             self.store.record_embedder(info)
             return

@@ -32,6 +32,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer._click import Context as ClickContext  # typer's own click: what commands get
+from typer.core import TyperCommand
 
 from rag.answer import final_answer
 from rag.api import RAG, Conversation
@@ -290,7 +292,30 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
     return table
 
 
-@app.command()
+def _ray_address(arg: str) -> bool:
+    """Whether what follows ``--ray`` is a cluster's address rather than a path to ingest."""
+    return (
+        arg in ("auto", LOCAL_RAY) or "://" in arg or re.fullmatch(r"[\w.-]+:\d+", arg) is not None
+    )
+
+
+class _OptionalValue(TyperCommand):
+    """A command whose ``--ray`` may stand alone (a local cluster) or take an address.
+
+    A click option takes a value or none; a bare ``--ray`` (last, or before an option or a
+    path) is given the value that means a local cluster before click reads it.
+    """
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        given: list[str] = []
+        for at, arg in enumerate(args):
+            given.append(arg)
+            if arg == "--ray" and (at + 1 == len(args) or not _ray_address(args[at + 1])):
+                given.append(LOCAL_RAY)
+        return super().parse_args(ctx, given)
+
+
+@app.command(cls=_OptionalValue)
 @friendly_errors
 @with_settings(
     *INDEX_SETTINGS,
@@ -314,14 +339,12 @@ def ingest(
         str | None,
         typer.Option(
             "--ray",
-            is_flag=False,
-            flag_value=LOCAL_RAY,
             metavar="[ADDRESS]",
             help=(
                 "Read and embed on a Ray cluster (pip install 'rag-news[ray]'): --ray alone "
                 "starts a local one (--ray-cpus), --ray ADDRESS joins one ('auto', "
                 "ray://host:10001). For big ingests only: a Ray run costs seconds of start-up "
-                "and of fixed overhead (BENCHMARKS.md). Put it after the paths. [env RAG_RAY, "
+                "and of fixed overhead (BENCHMARKS.md). [env RAG_RAY, "
                 "RAG_RAY_ADDRESS]"
             ),
         ),
