@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SQUAD = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
 BBC = SHARED / "data" / "bbc-news"
+NEWS = SHARED / "data" / "news-qa" / "news-tune.json"
 SAMPLE_ARTICLES = SHARED / "articles"
 SAMPLE_QUESTION = "How much did Microsoft invest in OpenAI?"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -2,4 +2,6 @@
 
 from rag.cli import app
 
-app()
+# Guarded so that importing the module (as tests that walk the package do) runs no command.
+if __name__ == "__main__":
+    app()

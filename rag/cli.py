@@ -743,6 +743,8 @@ _SHARE_METRICS = (
     "partial",
     "partial_said",
     "fact_citation",
+    "check_kept_right",
+    "check_caught_wrong",
 )
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from rag import RAG, Answer, Passage, Retry
 from rag.answer import looks_like_follow_up, stream_answer
 from rag.cite import ABSTAIN_TEXT
+from rag.cite.refusal import is_refusal_sentence
 from rag.cli import app
 from rag.generate import Generation
 from rag.prompt import load_templates
@@ -225,6 +226,22 @@ def test_default_model_declines_what_the_articles_do_not_say(default_rag: RAG) -
     assert answer.abstained, answer.raw_text
     assert answer.citations == []
     assert answer.text == ABSTAIN_TEXT
+
+
+@pytest.mark.slow
+def test_default_model_chat_follow_up_about_amazon_is_true(default_rag: RAG) -> None:
+    """¶10 names Amazon and "$10 billion" beside OpenAI, but the $10 billion is Microsoft's:
+    Amazon is investing up to $4 billion in Anthropic (¶1). The answer says that, or that the
+    articles do not say what Amazon invested in OpenAI; never that Amazon put $10 billion in."""
+    chat = default_rag.chat()
+    chat.ask(QUESTION)
+    answer = chat.ask("and how much did Amazon invest?")
+    text = answer.text.replace(",", "")
+    assert "$10 billion" not in text, answer.raw_text
+    said_missing = any(is_refusal_sentence(s.text) for s in answer.sentences)
+    if not (answer.abstained or said_missing):
+        assert "$4 billion" in text and "Anthropic" in text, answer.raw_text
+        assert 1 in {c.passage.paragraph for c in answer.citations if c.supported}
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from rag.evaluate import (
     summarize,
 )
 from rag.evaluate.run import _judge_answer
-from rag.types import Answer, Citation, Passage, Sentence
+from rag.types import Answer, Citation, Passage, Reading, Sentence
 
 NEWS = SHARED / "data" / "news-qa" / "news-tune.json"
 
@@ -189,3 +189,75 @@ def test_the_news_set_loads_with_its_kinds_facts_and_corpus() -> None:
         )
         for also in q.also_in:
             assert Path(also).is_file()
+
+
+def reading(raw: str, text: str, abstained: bool = False) -> Reading:
+    return Reading(question="q", passages=[GOLD1], raw_text=raw, text=text, abstained=abstained)
+
+
+@pytest.mark.parametrize(
+    ("raw", "checked", "abstained", "verdict"),
+    [
+        (
+            "Up to $120m went missing in Harbin [1].",
+            "Up to $120m went missing in Harbin [1].",
+            False,
+            "kept right",
+        ),
+        (
+            "Up to $120m went missing in Harbin [1].",
+            "Up to $120m went missing [1].",
+            False,
+            "dropped right",
+        ),
+        ("Up to $120m went missing in Harbin [1].", "", True, "dropped right"),
+        ("Nothing went missing in Beijing [1].", "", True, "caught wrong"),
+        (
+            "Nothing went missing in Beijing [1].",
+            "Nothing went missing in Beijing [1].",
+            False,
+            "kept wrong",
+        ),
+        ("Up to $120m went missing [1].", "Up to $120m went missing [1].", False, None),
+        ("The indexed articles do not answer this question.", "", True, None),
+    ],
+)
+def test_the_check_is_judged_on_the_models_own_answers(
+    raw: str, checked: str, abstained: bool, verdict: str | None
+) -> None:
+    """Right first readings (every fact) should be kept, wrong ones (no fact) caught; partial
+    ones and the model's own refusals say nothing about the check."""
+    record = judged(TWO_PART, answer([], [], readings=[reading(raw, checked, abstained)]))
+    assert record.check == verdict
+
+
+def test_check_accuracy_over_right_and_wrong_answers() -> None:
+    unanswerable = EvalQuestion(question="q", answers=(), answerable=False, kind="unanswerable")
+    records = [
+        judged(
+            TWO_PART,
+            answer([], [], readings=[reading("$120m, in Harbin [1].", "$120m, in Harbin [1].")]),
+        ),
+        judged(unanswerable, answer([], [], readings=[reading("It made 40 staff [1].", "", True)])),
+        judged(
+            unanswerable,
+            answer([], [], readings=[reading("It made 40 staff [1].", "It made 40 staff [1].")]),
+        ),
+    ]
+    metrics = summarize(records)
+    assert metrics["check_kept_right"] == 1.0 and metrics["n_check_right"] == 1
+    assert metrics["check_caught_wrong"] == pytest.approx(1 / 2)
+    assert metrics["n_check_wrong"] == 2
+
+
+def test_a_quick_run_takes_each_kind_in_turn_over_the_articles_it_names() -> None:
+    if not NEWS.exists():
+        pytest.skip("../shared/data/news-qa is not beside the checkout")
+    full = load_news(NEWS)
+    quick = full.quick(6)
+    assert [q.kind for q in quick.questions[:4]] == list(
+        dict.fromkeys(q.kind for q in full.questions)
+    )
+    assert len(quick.questions) == 6
+    named = {Path(f) for q in quick.questions for f in q.files}
+    assert set(quick.corpus) == named and all(p.is_file() for p in quick.corpus)

@@ -1,4 +1,5 @@
-"""Both notebooks run top to bottom (tiny model, a small SQuAD slice), so they cannot rot."""
+"""Both notebooks run top to bottom (tiny model, a small SQuAD slice, four news questions), so
+they cannot rot."""
 
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ def test_evaluate_accuracy_notebook_runs(tmp_path: Path, small_squad: Path, monk
     monkeypatch.setenv("RAG_EVAL_HOLDOUT", "1")
     monkeypatch.setenv("RAG_EVAL_SQUAD", str(small_squad))
     monkeypatch.setenv("RAG_EVAL_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.setenv("RAG_EVAL_NEWS_N", "4")
     monkeypatch.setenv("RAG_MAX_NEW_TOKENS", "24")
     outputs = run_notebook("evaluate_accuracy.ipynb")
     assert "recall@5" in outputs and "BM25 only" in outputs
     assert "citation_precision" in outputs and "declined_unanswerable" in outputs
+    # the news set: one question of each kind, scored per kind
+    for kind in ("single", "two-part", "cross-article", "unanswerable"):
+        assert kind in outputs
+    assert "complete_two_part" in outputs and "questions not answered as asked" in outputs
 
 
 def test_quickstart_notebook_runs(monkeypatch) -> None:

@@ -162,9 +162,7 @@ def check_answer(
             _check_unit(unit, indexes, threshold, asked)
 
     kinds = parts or [question]
-    if not any(
-        u.supported and _answers(u.body, asked, kinds) for u in units if u.kind == "claim"
-    ):
+    if not any(u.supported and _answers(u.body, asked, kinds) for u in units if u.kind == "claim"):
         return _abstain(dropped)
     laid = lay_out(units, prefixes, raw_lines, passages)
     return CheckedAnswer(laid.text, laid.citations, laid.sentences, dropped, abstained=False)

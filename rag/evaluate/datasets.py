@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -62,6 +63,14 @@ class EvalQuestion:
     """Other files that state a fact too (near-duplicate articles): citing them is right."""
     why: str | None = None
     """For an unanswerable question: why no article answers it."""
+    near: str | None = None
+    """For an unanswerable question: the article closest to answering it."""
+
+    @property
+    def files(self) -> list[str]:
+        """Every article the question names: gold, near-copies, the nearest."""
+        named = [source for source, _, _ in self.golds] or ([self.source] if self.source else [])
+        return list(dict.fromkeys([*named, *self.also_in, *([self.near] if self.near else [])]))
 
     @property
     def has_gold(self) -> bool:
@@ -125,6 +134,20 @@ class EvalSet:
     corpus: list[Path] = field(default_factory=list)
     held_out: list[str] = field(default_factory=list)
     """SQuAD articles left out of the corpus (their questions are unanswerable)."""
+
+    def quick(self, n: int) -> EvalSet:
+        """A quick run: ``n`` questions, each kind in turn, over only the articles they name.
+
+        Without the rest of the corpus as distractors the questions are easier: the figures
+        of a quick run show that everything works, not how well.
+        """
+        by_kind: dict[str, list[EvalQuestion]] = {}
+        for q in self.questions:
+            by_kind.setdefault(q.kind, []).append(q)
+        turns = itertools.zip_longest(*by_kind.values())
+        questions = [q for turn in turns for q in turn if q is not None][:n]
+        files = dict.fromkeys(Path(f) for q in questions for f in q.files)
+        return EvalSet(f"{self.name} (quick, {len(questions)})", questions, list(files))
 
 
 def load_squad(
@@ -288,6 +311,7 @@ def load_news(path: str | Path) -> EvalSet:
                 golds=golds if answerable else (),
                 also_in=also,
                 why=item.get("why"),
+                near=str((root / item["near"]).resolve()) if item.get("near") else None,
             )
         )
     return EvalSet(path.stem, questions, corpus)

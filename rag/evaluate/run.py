@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.cite.refusal import is_refusal_sentence
+from rag.cite.refusal import is_refusal, is_refusal_sentence
 from rag.evaluate.datasets import EvalQuestion, EvalSet, sample
 from rag.evaluate.metrics import (
     contains_answer,
@@ -31,7 +31,7 @@ from rag.evaluate.metrics import (
     states,
 )
 from rag.feedback import progress_bar
-from rag.types import Answer, Passage
+from rag.types import Answer, Passage, Reading
 
 if TYPE_CHECKING:  # pandas is an optional dependency (the "eval" extra)
     import pandas
@@ -103,6 +103,10 @@ class EvalRecord:
     """For each stated fact: whether its sentence cites a paragraph that states it."""
     said_missing: bool | None = None
     """Whether the answer says plainly that something asked for is not in the articles."""
+    check: str | None = None
+    """What the citation check made of the first reading, judged against the gold facts:
+    ``kept right``, ``dropped right``, ``caught wrong`` or ``kept wrong`` (none when the model
+    declined itself or stated only some of the facts)."""
 
 
 @dataclass
@@ -184,6 +188,32 @@ def _judge_answer(record: EvalRecord, q: EvalQuestion, answer: Answer, seconds: 
         ]
     record.good_citations = sum(1 for c in record.citations if c["backs"])
     record.unsupported_citations = sum(not c.supported for c in answer.citations)
+    if readings := getattr(answer, "readings", []):
+        record.check = _judge_check(q, readings[0])
+
+
+def _judge_check(q: EvalQuestion, reading: Reading) -> str | None:
+    """The check's verdict on one reading, against the truth: a model answer stating every gold
+    fact is right, one stating none (or any answer to an unanswerable question) is wrong.
+
+    These are the pairs the check must tell apart on the model's own answers: right ones kept,
+    wrong ones caught.
+    """
+    if is_refusal(reading.raw_text):
+        return None
+    kept = "" if reading.abstained else reading.text
+
+    def stated(text: str) -> list[bool]:
+        if q.facts:
+            return [states(text, forms) for forms in q.facts]
+        return [contains_answer(text, q.answers)]
+
+    raw = stated(reading.raw_text) if q.answerable else [False]
+    if all(raw):
+        return "kept right" if all(stated(kept)) else "dropped right"
+    if not any(raw):
+        return "caught wrong" if reading.abstained else "kept wrong"
+    return None
 
 
 def evaluate(
@@ -304,6 +334,14 @@ def _answer_metrics(answered: list[EvalRecord]) -> dict[str, Any]:
         "declined_unanswerable": share(_declined(r) for r in unanswerable),
         "false_decline": share(bool(r.abstained) for r in answerable),
         "second_reading": share((r.attempts or 1) > 1 for r in answered),
+        "check_kept_right": share(
+            r.check == "kept right" for r in answered if r.check in ("kept right", "dropped right")
+        ),
+        "check_caught_wrong": share(
+            r.check == "caught wrong" for r in answered if r.check in ("caught wrong", "kept wrong")
+        ),
+        "n_check_right": sum(r.check in ("kept right", "dropped right") for r in answered),
+        "n_check_wrong": sum(r.check in ("caught wrong", "kept wrong") for r in answered),
         "citations": citations,
         "answer_p50_s": percentile(seconds, 50),
         "answer_p95_s": percentile(seconds, 95),
