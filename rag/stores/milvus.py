@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymilvus import (
     AnnSearchRequest,
+    CollectionSchema,
     DataType,
     Function,
     FunctionType,
@@ -47,6 +48,7 @@ from pymilvus import (
     RRFRanker,
     WeightedRanker,
 )
+from pymilvus.milvus_client import IndexParams
 
 from rag.errors import IndexBusy, NoIndex, RagError
 from rag.lexical import tokenize
@@ -101,6 +103,11 @@ ENGINE_DIFFERENCES = {
         "A Lite file is open in one process at a time (it holds a LOCK file); processes "
         "share one through `milvus-lite server --data-dir FILE --port N`, as they would "
         "share a server."
+    ),
+    "index wait": (
+        "Lite does not implement AllocTimestamp, with which a client waits for an index to be "
+        "built (and its in-process server logs the refusal as an error); Lite builds indexes "
+        "as they are asked for. So the wait is asked of a server only."
     ),
     "expression templates": (
         "Lite does not read filter templates ({name} with filter_params): filters are "
@@ -288,10 +295,7 @@ class MilvusStore:
         schema.add_field("placeholder", DataType.FLOAT_VECTOR, dim=PLACEHOLDER_DIM)
         index = self.client.prepare_index_params()
         index.add_index("placeholder", index_type="FLAT", metric_type="L2")
-        self.client.create_collection(
-            self.names.files, schema=schema, index_params=index, consistency_level="Strong"
-        )
-        self._has(self.names.files)
+        self._create(self.names.files, schema, index)
 
     def _ensure_passages(self, dimension: int) -> None:
         if self._has(self.names.passages):
@@ -331,11 +335,15 @@ class MilvusStore:
             "vector", index_type=self.index_type, metric_type="IP", params=self._build_params()
         )
         index.add_index("sparse", index_type=SPARSE_INDEX, metric_type="BM25", params=bm25)
-        self.client.create_collection(
-            self.names.passages, schema=schema, index_params=index, consistency_level="Strong"
-        )
+        self._create(self.names.passages, schema, index)
         self._meta_put("bm25", json.dumps(bm25))
-        self._has(self.names.passages)
+
+    def _create(self, name: str, schema: CollectionSchema, index: IndexParams) -> None:
+        """Create collection ``name`` with its indexes, and load it."""
+        self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        # ENGINE_DIFFERENCES["index wait"]
+        self.client.create_index(name, index, sync=not self._lite)
+        self._has(name)
 
     def _build_params(self) -> dict[str, Any]:
         if self.index_type == "HNSW":
