@@ -266,3 +266,13 @@ def test_rag_ask_on_milvus_gives_the_folder_index_answer(
 
     assert cited(milvus) == cited(folder)
     assert milvus["passages"][0]["paragraph"] == 10
+
+
+@needs_milvus
+def test_a_milvus_lite_file_in_a_new_folder_is_made_on_ingest(
+    tmp_path: Path, articles: Path
+) -> None:
+    """As the folder index makes its folder, an ingest makes the folder of a new Lite file."""
+    rag = RAG(progress=False, store="milvus", milvus_uri=str(tmp_path / "new" / "m.db"))
+    assert rag.ingest(articles / SAMPLE_NAME).added == 1
+    assert (tmp_path / "new" / "m.db").exists()

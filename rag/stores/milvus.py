@@ -253,6 +253,9 @@ class MilvusStore:
         self.index_type = settings.milvus_index
         if not create and not self.exists(settings):
             raise NoIndex(no_index_message(settings))
+        if create and is_local(self.uri):
+            # As the folder index makes its folder: --milvus-uri data/m.db in a new folder.
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         self.client = _connect(self.uri, settings)
         self._lite = self.client.get_server_version().startswith("milvus_lite")
         self._loaded: set[str] = set()
