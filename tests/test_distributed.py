@@ -14,6 +14,7 @@ cores. Skipped, saying so, where Ray Data (the ``ray`` extra) is not installed.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -24,8 +25,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from rag import RAG
+from rag.cli import LOCAL_RAY, app
 from rag.stores.folder import FolderStore
 
 pytestmark = pytest.mark.skipif(
@@ -34,6 +38,31 @@ pytestmark = pytest.mark.skipif(
 )
 HAVE_MILVUS = all(importlib.util.find_spec(m) for m in ("pymilvus", "milvus_lite"))
 PER_CATEGORY = 48
+
+
+@pytest.mark.parametrize(
+    ("args", "address", "paths"),
+    [
+        (["a", "--ray"], LOCAL_RAY, ["a"]),
+        (["--ray", "a", "b"], LOCAL_RAY, ["a", "b"]),
+        (["a", "--ray", "--json"], LOCAL_RAY, ["a"]),
+        (["a", "--ray", "auto"], "auto", ["a"]),
+        (["a", "--ray", "ray://head:10001"], "ray://head:10001", ["a"]),
+        (["a", "--ray", "10.0.0.5:6379"], "10.0.0.5:6379", ["a"]),
+        (["a"], None, ["a"]),
+    ],
+)
+def test_ray_stands_alone_or_takes_an_address(
+    args: list[str], address: str | None, paths: list[str]
+) -> None:
+    """``--ray`` alone (before a path, an option or nothing) is a local cluster; an address
+    ('auto', a URL, host:port) after it is the cluster's."""
+    command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)
+    ingest = command.commands["ingest"]
+    params = ingest.make_context("ingest", list(args)).params
+    assert params["ray"] == address
+    assert [str(p) for p in params["paths"]] == paths
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +133,23 @@ def test_a_ray_ingest_writes_what_a_local_ingest_writes(
     assert rag.info().paragraphs == local["info"].paragraphs and rag.check().ok
     again = rag.ingest(bbc_subset)
     assert (again.added, again.unchanged, again.embedded) == (0, 5 * PER_CATEGORY, 0)
+
+
+def test_rag_ingest_ray_reports_what_a_local_ingest_reports(
+    cluster: None, articles: Path, tmp_path: Path
+) -> None:
+    """The command line: ``rag ingest PATHS --ray`` joins the running cluster and prints a
+    local ingest's report."""
+    runner = CliRunner()
+    reports = {}
+    for name, extra in (("local", []), ("ray", ["--ray"])):
+        index = ["--index", str(tmp_path / name)]
+        result = runner.invoke(app, ["ingest", str(articles), *index, "--json", *extra])
+        assert result.exit_code == 0, result.output
+        reports[name] = json.loads(result.stdout)
+    for field in ("added", "updated", "unchanged", "removed", "paragraphs", "embedded"):
+        assert reports["ray"][field] == reports["local"][field], field
+    assert reports["ray"]["added"] == 4
 
 
 class _KillAWorker(logging.Handler):
