@@ -14,7 +14,9 @@ article writes the same rows (the folder index replaces the article in a transac
 upserts by passage key), so a retry loses and duplicates nothing.
 
 Ray costs seconds to start and seconds of fixed overhead per run (BENCHMARKS.md): it pays
-for ingests that are large, or spread over several machines.
+for ingests that are large, or spread over several machines. On a cluster, every worker must
+have rag and its embedder installed, and read the files at the paths given here (a shared
+file system): the files are listed here and read where they are parsed.
 """
 
 from __future__ import annotations
