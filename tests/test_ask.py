@@ -285,3 +285,36 @@ def test_chat_command_answers_follow_ups_and_leaves_cleanly(sample_index: Path) 
     assert "/quit" in result.output  # /help
     assert "Unknown command /nope" in result.output
     assert "Traceback" not in result.output  # Ctrl-D (end of input) leaves cleanly
+
+
+@pytest.mark.slow
+def test_default_model_answers_both_parts_of_a_two_part_question_each_cited(bbc_rag: RAG) -> None:
+    """Two facts asked at once: each is stated, in a supported sentence whose cited paragraph
+    says it."""
+    answer = bbc_rag.ask(
+        "Which singer will take Freddie Mercury's place when Queen go back on tour, "
+        "and from which month does Brian May expect them to be on the road?"
+    )
+    assert not answer.abstained, answer.raw_text
+    by_number = {c.number: c for c in answer.citations}
+    for fact in ("Paul Rodgers", "April"):
+        stating = [s for s in answer.sentences if fact in s.text and s.supported]
+        assert stating, f"{fact!r} not stated: {answer.raw_text}"
+        cited = [by_number[n].passage.text for s in stating for n in s.citations]
+        assert any(fact in text for text in cited), f"{fact!r} not in what is cited: {cited}"
+
+
+@pytest.mark.slow
+def test_default_model_declines_a_figure_not_given_about_a_company_the_articles_cover(
+    bbc_rag: RAG,
+) -> None:
+    """The corpus reports on T-Mobile and Deutsche Telekom, but gives no figure for T-Mobile
+    USA's share of the quarter's profit: paragraphs about the company are found and no figure
+    of theirs is passed off as the answer."""
+    answer = bbc_rag.ask(
+        "How much profit did T-Mobile USA contribute to Deutsche Telekom's "
+        "fourth-quarter 2004 results?"
+    )
+    assert any("T-Mobile" in p.text for p in answer.passages)
+    said_missing = any(is_refusal_sentence(s.text) for s in answer.sentences)
+    assert answer.abstained or said_missing, answer.raw_text

@@ -226,6 +226,23 @@ def test_support_case(case: dict[str, Any]) -> None:
         assert strict is None, f"unknown score check {strict!r}"
 
 
+ANSWER_CASES = Path(__file__).parent / "data" / "answer_cases.jsonl"
+
+
+def answer_cases() -> list[Any]:
+    """Whole answers (question, answer, the paragraph cited): kept or declined, and why."""
+    rows = [json.loads(line) for line in ANSWER_CASES.read_text("utf-8").splitlines() if line]
+    cases = [row for row in rows if "answer" in row]
+    return [pytest.param(row, id=f"{i + 1}: {row['why'][:60]}") for i, row in enumerate(cases)]
+
+
+@pytest.mark.parametrize("case", answer_cases())
+def test_answer_case(case: dict[str, Any]) -> None:
+    assert case["expected"] in ("answered", "declined")
+    checked = check_answer(case["answer"], [passage(case["paragraph"])], question=case["question"])
+    assert checked.abstained == (case["expected"] == "declined"), case["why"]
+
+
 POLO = (
     "The first recorded travels by Europeans to China and back date from this time. The most "
     "famous traveler of the period was the Venetian Marco Polo."

@@ -21,10 +21,17 @@ from rag.cite.scoring import (
     ParagraphIndex,
     assess,
     index_paragraph,
+    measures_asked,
     merge,
     supports,
 )
-from rag.cite.terms import Question, Terms, can_answer, extract_terms
+from rag.cite.terms import (
+    Question,
+    Terms,
+    asks_figure,
+    can_answer,
+    extract_terms,
+)
 from rag.types import Citation, Passage, Sentence
 
 __all__ = ["ABSTAIN_TEXT", "ATTACH_SCORE", "CheckedAnswer", "check_answer"]
@@ -162,17 +169,33 @@ def check_answer(
             _check_unit(unit, indexes, threshold, asked)
 
     kinds = parts or [question]
-    if not any(u.supported and _answers(u.body, asked, kinds) for u in units if u.kind == "claim"):
+    if not any(
+        u.supported and _answers(u, asked, kinds, indexes) for u in units if u.kind == "claim"
+    ):
         return _abstain(dropped)
     laid = lay_out(units, prefixes, raw_lines, passages)
     return CheckedAnswer(laid.text, laid.citations, laid.sentences, dropped, abstained=False)
 
 
-def _answers(body: str, question: Question, parts: list[str]) -> bool:
-    """Whether a sentence can answer ``question`` or one of its ``parts``: it states something
-    the question does not (a figure, where the part asks for one). A restated question answers
-    nothing."""
-    return not question.text or any(can_answer(body, question, part) for part in parts)
+def _answers(
+    unit: Unit, question: Question, parts: list[str], indexes: dict[int, ParagraphIndex]
+) -> bool:
+    """Whether a supported sentence can answer ``question`` or one of its ``parts``: it states
+    something the question does not (a figure, where the part asks for one), and a figure it
+    gives is, where its paragraph says it, a figure of what the part asks about (see
+    :func:`rag.cite.scoring.measures_asked`). A restated question answers nothing."""
+    if not question.text:
+        return True
+    terms = extract_terms(unit.body, question)
+    for part in parts:
+        if not can_answer(unit.body, question, part):
+            continue
+        if asks_figure(part):
+            keys = unit.credited or set(unit.keys)
+            if not any(measures_asked(terms, indexes[k], part) for k in keys):
+                continue
+        return True
+    return False
 
 
 def _best_supporting(

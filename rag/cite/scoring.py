@@ -26,6 +26,7 @@ from rag.cite.terms import (
     Terms,
     acronyms,
     acting_names,
+    counted_words,
     extract_terms,
     find_numbers,
     norm_word,
@@ -87,6 +88,10 @@ class ParagraphIndex:
     acronyms: set[str]
     windows: list[ParagraphIndex] = field(default_factory=list)
     """Each sentence with the one before it, indexed alike (for where a figure is said)."""
+    sentences: list[ParagraphIndex] = field(default_factory=list)
+    """Each sentence alone, indexed alike (for what a figure there measures)."""
+    text: str = ""
+    """The text indexed, normalised."""
     names: set[str] = field(default_factory=set)
     """The names (lower case) the paragraph (or window) says."""
     actors: set[str] = field(default_factory=set)
@@ -130,6 +135,7 @@ def index_paragraph(
         acronyms=acronyms(named_text),
         names={norm_word(n) for n in extract_terms(paragraph).names} - _DATE_WORDS,
         actors=acting_names(paragraph) - _DATE_WORDS,
+        text=text,
     )
     if windows:
         sentences = split_sentences(paragraph)
@@ -137,6 +143,7 @@ def index_paragraph(
             window = " ".join(sentences[max(0, i - 1) : i + 1])
             # No title: where the paragraph gives a figure, whom it names there is what counts.
             index.windows.append(index_paragraph(window, "", published, windows=False))
+            index.sentences.append(index_paragraph(sentences[i], "", published, windows=False))
     return index
 
 
@@ -314,6 +321,57 @@ def _about(
         return True
     shared = sum(_content_found(w, window) for w in words)
     return shared >= round(RELATION_SHARE * len(words))
+
+
+def measures_asked(terms: Terms, index: ParagraphIndex, asked: str) -> bool:
+    """Whether a figure the claim adds is, in the paragraph, a figure of what ``asked`` (a
+    question asking for a figure) is about: said in a sentence that holds what it counts ("how
+    many survivors": survivors), when the paragraph counts that anywhere, else one of its
+    content words; and, where that sentence dates it, dated in one of the question's years.
+
+    A paragraph may support a claim word for word and still not answer the question: "Some six
+    million people perished in the Holocaust" is no count of the survivors who attended a
+    reception, a film's box-office takings are not its budget, and what is spent by 2006 is not
+    the cost by 2010. The sentence alone is searched, not the window of :func:`_related`: the
+    sentence before it is often the one the question was about.
+    """
+    added = [n for n in terms.numbers if n not in terms.asked_numbers]
+    question = Question.of(asked)
+    # What is counted decides only where the paragraph counts it somewhere ("six million
+    # people perished ... 400 survivors attended"); else any word of the question may.
+    counted = [w for w in counted_words(asked) if any(_counts(s.text, w) for s in index.sentences)]
+    words = counted or question.words
+    if not added or not words or not index.sentences:
+        return True
+    years = [n for n in question.numbers if is_year(n)]
+    for number in added:
+        sentences = [s for s in index.sentences if _number_found(number, s)]
+        if not sentences:
+            return True  # said through the title or a relative date: nothing to place it by
+        for sentence in sentences:
+            dated = [n for n in sentence.numbers if is_year(n) and n != number]
+            if years and dated and not any(_number_found(y, sentence) for y in years):
+                continue
+            if any(_content_found(w, sentence) for w in words):
+                return True
+    return False
+
+
+def _counts(text: str, word: str) -> bool:
+    """Whether ``text`` gives a count of ``word``: a figure just before it ("400 survivors",
+    "6.3 million new viewers")."""
+    target = stem(word)
+    tokens = WORD_RE.findall(text)
+    for i, token in enumerate(tokens):
+        if any(ch.isdigit() for ch in token) or token.lower() in NUMBER_WORDS:
+            following = tokens[i + 1 : i + 4]
+            if any(stem(norm_word(t)) == target for t in following):
+                return True
+    return False
+
+
+def is_year(number: Number) -> bool:
+    return not number.percent and number.value.is_integer() and 1900 <= number.value <= 2100
 
 
 def _acronyms_of(terms: Terms) -> set[str]:

@@ -499,6 +499,29 @@ def can_answer(sentence: str, question: str | Question, asked: str | None = None
     return bool(new)
 
 
+_GENERIC_MEASURES = word_set(_DATA, "data/generic-measures.txt")
+# "How many Holocaust survivors attended": the words between "how many" and its verb.
+_COUNTED_RE = re.compile(
+    r"\bhow many ((?:[\w'-]+ ){1,4}?)(?:did|do|does|were|are|was|is|have|has|had|will|would|"
+    r"can|could|should|might|may)\b",
+    re.IGNORECASE,
+)
+
+
+def counted_words(question: str) -> tuple[str, ...]:
+    """What a "how many" question counts ("How many Holocaust survivors attended" -> survivors),
+    without the words that only ask for a figure ("how many people"); empty for other questions."""
+    counted = _COUNTED_RE.search(normalise(question))
+    if not counted:
+        return ()
+    words = (
+        norm_word(t)
+        for t in WORD_RE.findall(counted.group(1))
+        if not _is_name(t) and norm_word(t) not in STOPWORDS
+    )
+    return tuple(w for w in words if w not in _GENERIC_MEASURES and len(w) >= 3)
+
+
 def asks_figure(question: str) -> bool:
     """Whether ``question`` asks for a figure (how much, how many, what share, what time...)."""
     return bool(_ASKS_FIGURE_RE.search(question))

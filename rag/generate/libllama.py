@@ -155,8 +155,10 @@ class Library:
     """The loaded library and the C functions bound from it (argument and return types set)."""
 
     def __init__(self, path: Path) -> None:
+        # Local, not global: another llama.cpp build in the same process (llama-cpp-python)
+        # would otherwise bind its ggml calls to this build's symbols and crash.
         try:
-            self.dll = ctypes.CDLL(str(path), mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+            self.dll = ctypes.CDLL(str(path), mode=os.RTLD_NOW | os.RTLD_LOCAL)
         except OSError as error:
             raise ModelError(
                 f"Could not load llama.cpp from {path}: {error}. It needs the system's OpenMP "
