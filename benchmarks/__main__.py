@@ -20,7 +20,7 @@ from types import ModuleType
 from benchmarks.common import RESULTS, BenchContext, machine
 
 # In the order they run; each is benchmarks/<name>.py with KEYS and run(ctx).
-MODULES = ("embed", "search", "retrieval", "answer", "quality", "serve")
+MODULES = ("embed", "search", "retrieval", "answer", "quality", "serve", "scale")
 
 
 def load(name: str) -> ModuleType:

@@ -51,7 +51,9 @@ from rag.evaluate import load_squad
 from rag.filtering import FORMAT as ARTICLES_FORMAT
 from rag.lexical import FORMAT as LEXICAL_FORMAT
 from rag.lexical import LexicalIndex
-from rag.store import Store, document_hash, text_hash
+from rag.store import Store
+from rag.stores import published
+from rag.stores.base import document_hash, text_hash
 from rag.types import Document, Paragraph
 
 KEYS = {
@@ -400,11 +402,11 @@ def build_indexes(folder: Path) -> None:
         return wrapper
 
     index_mod.VectorIndex.build = timed("dense_s", index_mod.VectorIndex.build)
-    index_mod.LexicalIndex.build = timed("bm25_s", LexicalIndex.build)
+    LexicalIndex.build = timed("bm25_s", LexicalIndex.build)
     store = Store(folder / "index" / "rag.sqlite")
     dimension = int(store.get_meta("embedder_dimension") or 384)
     started = time.perf_counter()
-    derived = index_mod.build_derived(folder / "index", store, dimension)
+    derived = published.build_derived(folder / "index", store, dimension)
     seconds = time.perf_counter() - started
     result = {
         "seconds": seconds,
@@ -425,7 +427,7 @@ def _recall(folder: Path, queries: np.ndarray, ctx: BenchContext) -> tuple[float
     import faiss
 
     store = Store(folder / "index" / "rag.sqlite")
-    derived = index_mod.load_published(folder / "index", store)
+    derived = published.load_published(folder / "index", store)
     store.close()
     assert derived is not None
     vectors = derived.vectors

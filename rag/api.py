@@ -1,4 +1,4 @@
-"""The Python API: ``RAG`` opens an index folder and ingests, searches and answers.
+"""The Python API: ``RAG`` opens an index and ingests, searches and answers.
 
 The CLI and the notebooks are thin layers over this class. Models load lazily,
 on first use, and once: opening an index to look at it costs nothing.
@@ -17,73 +17,26 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from rag import ingest as ingest_mod
-from rag.embed import Embedder, backend_of
+from rag.embed import Embedder, EmbedderInfo, backend_of
 from rag.errors import (
     ArticleNotFound,
     EmbedderMismatch,
     EmptyIndex,
-    IndexBusy,
-    NoIndex,
     RagError,
 )
-from rag.index import (
-    DERIVED_DIR,
-    VECTORS_FILE,
-    Derived,
-    build_derived,
-    load_published,
-    published_generation,
-    published_kind,
-)
-from rag.lexical import BM25Params, LexicalIndex
-from rag.lock import LOCK_FILE, WRITER_FILE, IndexLock
 from rag.prompt import require_question
-from rag.retrieve import Retriever, SearchOptions
+from rag.retrieve import Retriever
 from rag.settings import Settings
-from rag.store import Store
+from rag.stores.base import CheckReport, IndexStore, SearchOptions
+from rag.stores.factory import open_store, store_exists
+from rag.stores.folder import DB_FILE as DB_FILE  # rag.serve checks for an index with it
 from rag.types import Answer, AnswerItem, Article, Filters, IngestReport, Passage
 
 if TYPE_CHECKING:  # loading transformers costs seconds; only ask() needs it
-    from rag.check import CheckReport
     from rag.generate import ChatModel
     from rag.prompt import Templates
-
-DB_FILE = "rag.sqlite"
 # Retrieval settings one search may override; the rest shape the index or the answer.
 SEARCH_OVERRIDES = frozenset({"fusion", "dense_weight", "rrf_k", "candidates"})
-
-
-def _no_index_message(folder: Path) -> str:
-    if folder.is_file():
-        return f"{folder} is a file, not an index folder."
-    if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
-        return (
-            f"{folder} is not an index: it holds other files and no {DB_FILE}. Give the "
-            "folder of an index (--index DIR), or make one with `rag ingest PATH --index DIR`."
-        )
-    return (
-        f"There is no index in {folder}, so it has no articles yet: make one with "
-        f"`rag ingest PATH --index {folder}` (or check the --index folder's name)."
-    )
-
-
-def _check_new_index_folder(folder: Path) -> None:
-    """Refuse to create an index in a file, or beside other files (``--index /etc``)."""
-    if folder.is_file() or (
-        folder.is_dir()
-        and not (folder / DB_FILE).exists()
-        and any(not p.name.startswith(".") for p in folder.iterdir())
-    ):
-        raise NoIndex(_no_index_message(folder))
-
-
-def index_files(folder: Path) -> list[Path]:
-    """The files that make up the index in ``folder`` (not whatever else lies there)."""
-    own = [folder / name for name in (DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm")]
-    own += [folder / LOCK_FILE, folder / WRITER_FILE]
-    files = [f for f in own if f.is_file()]
-    files += [f for f in (folder / DERIVED_DIR).rglob("*") if f.is_file()]
-    return files
 
 
 @dataclass(frozen=True)
@@ -102,9 +55,10 @@ class IndexInfo:
 
 
 class RAG:
-    """An index of news articles in a folder, and everything done with it.
+    """An index of news articles, and everything done with it.
 
-    ``RAG("index")`` opens the index in that folder. Reading (search, ask, info, check)
+    ``RAG("index")`` opens the index in that folder (or, with ``store="milvus"``, the
+    Milvus collection that the ``milvus_*`` settings name). Reading (search, ask, info, check)
     needs an index there; the first ingest creates it, and ``create=True`` creates it at
     once. Settings (see :class:`rag.settings.Settings`) may be passed as keyword
     arguments, e.g. ``RAG("index", k=10, fusion="rrf")``; bad values raise pydantic's
@@ -128,36 +82,33 @@ class RAG:
             Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
         )
         self.folder = self.settings.index.expanduser()
-        self.lock = IndexLock(self.folder, wait=self.settings.wait)
         self.console = console or Console(stderr=True)
-        self._store: Store | None = None
+        self._store: IndexStore | None = None
         self._embedder: Embedder | None = None
         self._embedder_checked = False
         self._retriever: Retriever | None = None
-        self._retriever_generation: int | None = None
         self._generator: ChatModel | None = None
         self._templates: Templates | None = None
         # An index that exists is opened now, so that a damaged or newer one fails at once.
-        if create or (self.folder / DB_FILE).exists():
+        if create or store_exists(self.settings):
             self._open(create=create)
 
     @property
-    def store(self) -> Store:
-        """The index's database; :class:`NoIndex` when the folder holds none (nothing is made)."""
-        if self._store is None:
-            if not (self.folder / DB_FILE).exists():
-                raise NoIndex(_no_index_message(self.folder))
-            self._open(create=False)
-        assert self._store is not None
-        return self._store
+    def store(self) -> IndexStore:
+        """The index's store; :class:`NoIndex` when there is none (nothing is made)."""
+        return self._open(create=False)
 
-    def _open(self, create: bool) -> Store:
-        """Open the database, creating the folder and an empty index when ``create``."""
+    @property
+    def where(self) -> str:
+        """The index as messages name it: its folder, or its Milvus collection."""
+        return self._store.location if self._store is not None else str(self.folder)
+
+    def _open(self, create: bool) -> IndexStore:
+        """Open the store, creating an empty index when ``create``."""
         if self._store is None:
-            if create:
-                _check_new_index_folder(self.folder)
-                self.folder.mkdir(parents=True, exist_ok=True)
-            self._store = Store(self.folder / DB_FILE)
+            self._store = open_store(
+                self.settings, create=create, dimension=lambda: self.embedder.info.dimension
+            )
         return self._store
 
     def close(self) -> None:
@@ -179,8 +130,8 @@ class RAG:
         """The embedder, loaded on first use and checked against the one that built the index
         (once there is an index: it may be loaded before the first ingest creates one)."""
         model = self._embedder or self._new_embedder()
-        if not self._embedder_checked and (self._store or (self.folder / DB_FILE).exists()):
-            self._check_embedder(model)
+        if not self._embedder_checked and (self._store or store_exists(self.settings)):
+            self._check_embedder(model.info)
             self._embedder_checked = True
         self._embedder = model
         return model
@@ -197,26 +148,24 @@ class RAG:
             console=self.console,
         )
 
-    def _check_embedder(self, model: Embedder) -> None:
-        built_with = self.store.get_meta("embedder_name")
-        info = model.info
-        if built_with is None:
-            with self.store.transaction():
-                ingest_mod.record_embedder(self.store, model)
+    def _check_embedder(self, info: EmbedderInfo) -> None:
+        """Refuse an embedder that is not the index's; record it in an index without one."""
+        built = self.store.embedder()
+        if built is None:
+            self.store.record_embedder(info)
             return
-        dimension = self.store.get_meta("embedder_dimension")
-        fingerprint = self.store.get_meta("embedder_fingerprint")
-        if fingerprint == info.fingerprint and dimension == str(info.dimension):
+        built_with, dimension, fingerprint = built.name, built.dimension, built.fingerprint
+        if fingerprint == info.fingerprint and dimension == info.dimension:
             return
         built_backend = backend_of(fingerprint or "")
         raise EmbedderMismatch(
-            f"The index in {self.folder} was built with the embedder {built_with!r} "
+            f"The index in {self.where} was built with the embedder {built_with!r} "
             f"({dimension} dimensions, weights {fingerprint}), but the configured embedder is "
             f"{info.name!r} ({info.dimension} dimensions, weights {info.fingerprint}). "
             f"Either use the embedder that built it (--embedder {built_with!r} --embed-backend "
             f"{built_backend}, or RAG_EMBEDDER={built_with} RAG_EMBED_BACKEND={built_backend}), "
             f"or re-embed the index with the new one: rag rebuild --reembed --index "
-            f"{self.folder} --embedder {info.name!r} --embed-backend {self.settings.embed_backend}"
+            f"{self.where} --embedder {info.name!r} --embed-backend {self.settings.embed_backend}"
         )
 
     # --- ingest --------------------------------------------------------------------
@@ -225,11 +174,14 @@ class RAG:
         if isinstance(paths, str | Path):
             paths = [paths]
         with self._writing("ingest into", create=True):
+            if self.settings.ray:
+                from rag.distributed import ingest_on_ray
+
+                return ingest_on_ray(paths, self.store, self.settings, self._check_embedder)
             report = ingest_mod.ingest(
                 paths,
                 self.store,
                 lambda: self.embedder,
-                self._rebuild_derived,
                 batch_size=self.settings.batch_size,
                 max_passage_tokens=self.settings.max_passage_tokens,
                 max_file_mb=self.settings.max_file_mb,
@@ -245,15 +197,9 @@ class RAG:
         The index must exist (:class:`NoIndex` otherwise) unless ``create``: the lock file
         is the index's own, never made in a folder that is not one.
         """
-        if create:
-            self._open(create=True)
-        else:
-            self.store  # noqa: B018 - raises NoIndex before anything is written
-        self.lock.acquire(what=what)
-        try:
+        store = self._open(create=create)  # raises NoIndex before anything is written
+        with store.writing(what):
             yield
-        finally:
-            self.lock.release()
 
     def remove(self, source: str | Path) -> list[str]:
         """Remove the articles of a file (or with that source, or matching a glob).
@@ -267,83 +213,24 @@ class RAG:
         with self._writing("remove articles from"):
             matches = self.store.sources_matching(pattern)
             if not matches:
-                raise RagError(f"No article in {self.folder} comes from {source!s}.")
-            with self.store.transaction():
-                for article_source, path in matches:
-                    self.store.delete_article(article_source)
-                    if self.store.count_articles(path) == 0:
-                        self.store.delete_path(path)
-                self.store.drop_unused_embeddings()
-                self.store.bump_generation()
-            self._rebuild_derived()
+                raise RagError(f"No article in {self.where} comes from {source!s}.")
+            self.store.remove(matches)
+            self.store.publish()
         return [m[0] for m in matches]
 
     def rebuild(self, reembed: bool = False) -> None:
-        """Rebuild the FAISS and BM25 indexes from the database; with ``reembed``,
+        """Rebuild the search indexes from the stored passages; with ``reembed``,
         re-embed every paragraph with the configured embedder first."""
         with self._writing("rebuild"):
-            if reembed:
-                model = self._new_embedder()
-                ingest_mod.reembed(
-                    self.store,
-                    model,
-                    batch_size=self.settings.batch_size,
-                    max_passage_tokens=self.settings.max_passage_tokens,
-                    console=self.console,
-                    show_progress=self.settings.progress,
-                )
-                self._embedder, self._embedder_checked = model, True
-            self._use(build_derived(self.folder, self.store, self._dimension(), self._bm25()))
-
-    def _dimension(self) -> int:
-        recorded = self.store.get_meta("embedder_dimension")
-        return int(recorded) if recorded else self.embedder.info.dimension
-
-    def _rebuild_derived(self) -> Retriever:
-        """Open the published derived indexes, rebuilding them first if they are stale.
-
-        Rebuilding writes, so it needs the write lock. While another process holds
-        it (an ingest is running), searches use the last published indexes: the
-        index as it was before that ingest, never a half-written one.
-        """
-        if self._retriever is not None and self._retriever_generation == self.store.generation:
-            return self._retriever
-        if published_generation(self.store) == self.store.generation:
-            # Up to date: opened without the write lock, so that reading touches no file.
-            derived = load_published(self.folder, self.store, self._bm25())
-            if derived is not None and derived.generation == self.store.generation:
-                return self._use(derived)
-        if self.lock.try_acquire():
-            try:
-                derived = load_published(self.folder, self.store, self._bm25())
-                if derived is None or derived.generation != self.store.generation:
-                    bm25 = self._bm25()
-                    derived = build_derived(self.folder, self.store, self._dimension(), bm25)
-                return self._use(derived)
-            finally:
-                self.lock.release()
-        if self._retriever is not None and self._retriever_generation == published_generation(
-            self.store
-        ):
-            return self._retriever
-        derived = load_published(self.folder, self.store, self._bm25())
-        if derived is None:
-            raise IndexBusy(
-                f"The index in {self.folder} is being built by another process and has no "
-                "searchable state yet; try again when its ingest finishes."
+            model = self._new_embedder() if reembed else None
+            self.store.rebuild(
+                model,
+                batch_size=self.settings.batch_size,
+                max_passage_tokens=self.settings.max_passage_tokens,
+                show_progress=self.settings.progress,
             )
-        return self._use(derived)
-
-    def _use(self, derived: Derived) -> Retriever:
-        self._retriever = Retriever(
-            self.store,
-            derived.vectors,
-            derived.lexical,
-            lambda q: self.embedder.embed([q])[0],
-            derived.articles,
-        )
-        self._retriever_generation = derived.generation
-        return self._retriever
+            if model is not None:
+                self._embedder, self._embedder_checked = model, True
 
     # --- consistency -------------------------------------------------------------------
     def check(self, repair: bool = False) -> CheckReport:
@@ -352,66 +239,25 @@ class RAG:
         Holds the write lock (a running ingest makes this wait or fail with IndexBusy),
         so the state checked is not one a writer is half-way through changing.
         """
-        from rag.check import CheckReport, interrupted_publish, run_checks
-        from rag.check import repair as repair_index
-
         with self._writing("check"):
-            built = self.store.get_meta("embedder_name") is not None
+            built = self.store.embedder() is not None
             # The raw embedder: self.embedder would refuse a mismatch that check must report.
             model = self._embedder or (self._new_embedder() if built else None)
-            info = model.info if model else None
-            report = CheckReport(
-                str(self.folder.resolve()), run_checks(self.store, self.folder, self._bm25(), info)
-            )
-            if interrupted_publish(self.store, report):
-                # The database is ahead of the search indexes, as a killed ingest leaves it:
-                # nothing is damaged, and the next search would publish them anyway.
-                behind = published_generation(self.store)
-                self._use(build_derived(self.folder, self.store, self._dimension(), self._bm25()))
-                report.brought_up_to_date.append(
-                    f"published the search indexes of database generation "
-                    f"{self.store.generation} (they were at {behind}: an ingest had stopped "
-                    "before publishing them)"
-                )
-                report.checks = run_checks(self.store, self.folder, self._bm25(), info)
-            if not repair or report.ok:
-                return report
-            report.before_repair = report.checks
-            names = {c.name: c for c in report.checks}
-            if not names["database"].ok:
-                report.repaired.append(
-                    "nothing: the database file itself is damaged, and the search indexes are "
-                    "derived from it; ingest the articles again into a new index folder"
-                )
-                return report
-            if not names["embedder"].ok:
-                report.repaired.append(
-                    "nothing: the configured embedder is not the one that built the index; use "
-                    f"--embedder {self.store.get_meta('embedder_name')!r}, or re-embed with "
-                    "rag rebuild --reembed"
-                )
-                return report
-            model = model or self.embedder
-            report.repaired, derived = repair_index(
-                self.store,
-                self.folder,
-                model,
-                self._bm25(),
+            return self.store.check(
+                model.info if model else None,
+                lambda: model or self.embedder,
+                repair=repair,
                 batch_size=self.settings.batch_size,
                 max_passage_tokens=self.settings.max_passage_tokens,
             )
-            self._use(derived)
-            report.checks = run_checks(self.store, self.folder, self._bm25(), model.info)
-        return report
 
     # --- search ------------------------------------------------------------------------
     @property
     def retriever(self) -> Retriever:
-        """The retriever over the newest published indexes (another process may have ingested)."""
-        return self._rebuild_derived()
-
-    def _bm25(self) -> BM25Params:
-        return BM25Params(k1=self.settings.bm25_k1, b=self.settings.bm25_b)
+        """The retriever over the store (which searches its newest published state)."""
+        if self._retriever is None:
+            self._retriever = Retriever(self.store, lambda q: self.embedder.embed([q])[0])
+        return self._retriever
 
     def search(
         self,
@@ -445,8 +291,8 @@ class RAG:
         settings = self._with(options)
         if not self.store.has_passages():
             raise EmptyIndex(
-                f"The index in {self.folder} has no articles yet: add some with "
-                f"`rag ingest PATH --index {self.folder}` (or RAG.ingest)."
+                f"The index in {self.where} has no articles yet: add some with "
+                f"`rag ingest PATH {self._index_option()}` (or RAG.ingest)."
             )
         return self.retriever.search(question, SearchOptions.of(settings), filters)
 
@@ -464,27 +310,33 @@ class RAG:
         """
         found = self.store.article(article_id)
         if found is None:
-            raise ArticleNotFound(f"The index in {self.folder} has no article {article_id}.")
+            raise ArticleNotFound(f"The index in {self.where} has no article {article_id}.")
         return found
 
     # --- info ----------------------------------------------------------------------------
     def info(self) -> IndexInfo:
         stats = self.store.stats()
-        size = sum(f.stat().st_size for f in index_files(self.folder))
-        dimension = self.store.get_meta("embedder_dimension")
+        about = self.store.info()
+        built = self.store.embedder()
         return IndexInfo(
-            folder=str(self.folder.resolve()),
+            folder=about.location,
             articles=stats.articles,
             paragraphs=stats.paragraphs,
             passages=stats.passages,
             embeddings=stats.embeddings,
-            embedder=self.store.get_meta("embedder_name"),
-            embedder_dimension=int(dimension) if dimension else None,
-            embedder_fingerprint=self.store.get_meta("embedder_fingerprint"),
-            vector_index=f"{published_kind(self.store)} ({VECTORS_FILE})",
-            lexical_index=LexicalIndex.kind,
-            size_bytes=size,
+            embedder=built.name if built else None,
+            embedder_dimension=built.dimension if built and built.dimension else None,
+            embedder_fingerprint=built.fingerprint if built else None,
+            vector_index=about.vector_index,
+            lexical_index=about.lexical_index,
+            size_bytes=about.size_bytes,
         )
+
+    def _index_option(self) -> str:
+        """The options that name this index on the command line."""
+        if self.settings.store == "milvus":
+            return f"--store milvus --milvus-uri {self.settings.milvus_uri}"
+        return f"--index {self.folder}"
 
     # --- answers ---------------------------------------------------------------------
     @property

@@ -1,63 +1,31 @@
-"""``rag check``: is the index whole and consistent, and ``--repair`` when it is not.
+"""``rag check`` of the folder index: is it whole and consistent, and ``--repair`` when not.
 
 The database is the source of truth; the FAISS and BM25 indexes are derived
 from it. The checks say whether they agree: every passage of every paragraph
 has exactly one vector in FAISS and one document in BM25 and nothing else is
 there, the vectors are the stored embeddings, the embedder is the one that
 built the index, and SQLite finds its own file sound. Repair brings the
-derived side back in line with the database (it never edits articles).
+derived side back in line with the database (it never edits articles). A Milvus
+collection has checks of its own (``rag.stores.milvus``) in the same report form.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rag.embed import Embedder, EmbedderInfo
-from rag.index import Derived, build_derived, load_published, published_generation
 from rag.ingest import embed_texts, split_for
 from rag.lexical import BM25Params
 from rag.settings import default
-from rag.store import Store, text_hash
+from rag.store import Store
+from rag.stores.base import Check, CheckReport, text_hash
+from rag.stores.published import Derived, build_derived, load_published, published_generation
 
 # Vectors compared with the stored embeddings; a sample catches a damaged or
 # foreign file without reading a million vectors back.
 SAMPLE_VECTORS = 256
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass
-class CheckReport:
-    """The outcome of ``rag check``: every check, and what ``--repair`` did."""
-
-    folder: str
-    checks: list[Check]
-    repaired: list[str] = field(default_factory=list)
-    before_repair: list[Check] = field(default_factory=list)
-    brought_up_to_date: list[str] = field(default_factory=list)
-    """What was published before checking because an ingest had stopped short of it."""
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "folder": self.folder,
-            "ok": self.ok,
-            "checks": [asdict(c) for c in self.checks],
-            "repaired": self.repaired,
-            "before_repair": [asdict(c) for c in self.before_repair],
-            "brought_up_to_date": self.brought_up_to_date,
-        }
 
 
 def _nonzero(*counted: tuple[int, str]) -> list[str]:

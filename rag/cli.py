@@ -32,12 +32,14 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer._click import Context as ClickContext  # typer's own click: what commands get
+from typer.core import TyperCommand
 
 from rag.answer import final_answer
 from rag.api import RAG, Conversation
-from rag.check import Check
 from rag.errors import RagError
 from rag.settings import Settings, problems
+from rag.stores.base import Check
 from rag.types import Answer, AnswerItem, Filters, IngestReport, Passage, ReadOn, Retry
 
 app = typer.Typer(
@@ -73,6 +75,12 @@ SEARCH_SETTINGS = (
     "bm25_b",
 )
 FILTERS = tuple(Filters.model_fields)
+# Which index a command reads or writes: a folder, or a Milvus collection.
+INDEX_SETTINGS = ("index", "store", "milvus_uri", "milvus_collection")
+# What a distributed ingest takes besides --ray [ADDRESS] (see `ingest`).
+RAY_SETTINGS = ("ray_cpus",)
+# `--ray` alone: a local cluster.
+LOCAL_RAY = "local"
 
 
 def _flag(name: str) -> str:
@@ -284,10 +292,33 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
     return table
 
 
-@app.command()
+def _ray_address(arg: str) -> bool:
+    """Whether what follows ``--ray`` is a cluster's address rather than a path to ingest."""
+    return (
+        arg in ("auto", LOCAL_RAY) or "://" in arg or re.fullmatch(r"[\w.-]+:\d+", arg) is not None
+    )
+
+
+class _OptionalValue(TyperCommand):
+    """A command whose ``--ray`` may stand alone (a local cluster) or take an address.
+
+    A click option takes a value or none; a bare ``--ray`` (last, or before an option or a
+    path) is given the value that means a local cluster before click reads it.
+    """
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        given: list[str] = []
+        for at, arg in enumerate(args):
+            given.append(arg)
+            if arg == "--ray" and (at + 1 == len(args) or not _ray_address(args[at + 1])):
+                given.append(LOCAL_RAY)
+        return super().parse_args(ctx, given)
+
+
+@app.command(cls=_OptionalValue)
 @friendly_errors
 @with_settings(
-    "index",
+    *INDEX_SETTINGS,
     *EMBED_SETTINGS,
     "batch_size",
     "max_passage_tokens",
@@ -296,12 +327,28 @@ def passages_table(passages: list[Passage], width: int = 160) -> Table:
     "bm25_b",
     "progress",
     "wait",
+    "milvus_index",
+    *RAY_SETTINGS,
 )
 def ingest(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders (read recursively) to add or update.")
     ],
     json_output: JsonOption = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help=(
+                "Read and embed on a Ray cluster (pip install 'rag-news[ray]'): --ray alone "
+                "starts a local one (--ray-cpus), --ray ADDRESS joins one ('auto', "
+                "ray://host:10001). For big ingests only: a Ray run costs seconds of start-up "
+                "and of fixed overhead (BENCHMARKS.md). [env RAG_RAY, "
+                "RAG_RAY_ADDRESS]"
+            ),
+        ),
+    ] = None,
     settings: Settings | None = None,
 ) -> None:
     """Add articles (.txt, .md, .html, .jsonl, scraped-article files) to the index.
@@ -312,12 +359,16 @@ def ingest(
     a bad JSONL line), and the rest is ingested.
 
     The first ingest into a folder creates the index there (the folder must be new,
-    empty or an index already).
+    empty or an index already); with --store milvus, the collection.
 
     Exit status: 0 every file ingested, unchanged or skipped; 3 some files failed,
     the rest ingested; 1 nothing ingested (every file failed, or none found) or an
     error; 2 a usage error.
     """
+    assert settings is not None
+    if ray is not None:
+        address = None if ray == LOCAL_RAY else ray
+        settings = settings.model_copy(update={"ray": True, "ray_address": address})
     with RAG(settings=settings, console=err) as rag:
         report = rag.ingest(list(paths))
     if json_output:
@@ -335,7 +386,7 @@ def ingest(
 
 @app.command()
 @friendly_errors
-@with_settings("index", "k", *SEARCH_SETTINGS, filters=True)
+@with_settings(*INDEX_SETTINGS, "k", *SEARCH_SETTINGS, filters=True)
 def search(
     question: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
     json_output: JsonOption = False,
@@ -357,7 +408,7 @@ def search(
 
 @app.command()
 @friendly_errors
-@with_settings("index")
+@with_settings(*INDEX_SETTINGS)
 def info(json_output: JsonOption = False, settings: Settings | None = None) -> None:
     """Show what the index holds: articles, paragraphs, embedder, index type, size."""
     with RAG(settings=settings, console=err) as rag:
@@ -382,7 +433,7 @@ def info(json_output: JsonOption = False, settings: Settings | None = None) -> N
 
 @app.command()
 @friendly_errors
-@with_settings("index", *EMBED_SETTINGS, "bm25_k1", "bm25_b", "wait")
+@with_settings(*INDEX_SETTINGS, *EMBED_SETTINGS, "bm25_k1", "bm25_b", "wait")
 def remove(
     source: Annotated[
         str, typer.Argument(help="File path, article source (path#id for JSONL) or glob.")
@@ -400,7 +451,7 @@ def remove(
 @app.command()
 @friendly_errors
 @with_settings(
-    "index",
+    *INDEX_SETTINGS,
     *EMBED_SETTINGS,
     "batch_size",
     "max_passage_tokens",
@@ -426,7 +477,13 @@ def rebuild(
 @app.command()
 @friendly_errors
 @with_settings(
-    "index", *EMBED_SETTINGS, "batch_size", "max_passage_tokens", "bm25_k1", "bm25_b", "wait"
+    *INDEX_SETTINGS,
+    *EMBED_SETTINGS,
+    "batch_size",
+    "max_passage_tokens",
+    "bm25_k1",
+    "bm25_b",
+    "wait",
 )
 def check(
     repair: Annotated[
@@ -590,7 +647,7 @@ def stream_to_terminal(stream: typing.Iterator[AnswerItem], console: Console) ->
 
 @app.command()
 @friendly_errors
-@with_settings("index", *ANSWER_SETTINGS, "progress", filters=True)
+@with_settings(*INDEX_SETTINGS, *ANSWER_SETTINGS, "progress", filters=True)
 def ask(
     question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
@@ -617,7 +674,7 @@ in the context of the previous question.
 
 @app.command()
 @friendly_errors
-@with_settings("index", *ANSWER_SETTINGS, "progress")
+@with_settings(*INDEX_SETTINGS, *ANSWER_SETTINGS, "progress")
 def chat(settings: Settings | None = None) -> None:
     """Ask several questions in a row, with the model loaded once."""
     with RAG(settings=settings, console=err) as rag:
@@ -930,7 +987,7 @@ SERVE_SETTINGS = (
 
 @app.command()
 @friendly_errors
-@with_settings("index", *SERVE_SETTINGS, *ANSWER_SETTINGS, "k", "wait", "progress")
+@with_settings(*INDEX_SETTINGS, *SERVE_SETTINGS, *ANSWER_SETTINGS, "k", "wait", "progress")
 def serve(settings: Settings | None = None) -> None:
     """Serve the index over HTTP: a JSON API with streamed answers, and a web page at /.
 

@@ -1,4 +1,4 @@
-"""Ingest: files → paragraphs → passages → embeddings → store, then the derived indexes.
+"""Ingest: files → paragraphs → passages → embeddings → store, then publish.
 
 Work is incremental at three levels: a file whose bytes did not change is not
 even parsed; an article whose content did not change is not rewritten; a
@@ -36,7 +36,14 @@ from rag.parsers import (
 from rag.parsers.common import path_text, resolved
 from rag.passages import split_passages
 from rag.settings import default
-from rag.store import Store, StoredFile, document_hash, text_hash
+from rag.stores.base import (
+    ArticleWrite,
+    IndexStore,
+    StoredFile,
+    WriteBatch,
+    document_hash,
+    text_hash,
+)
 from rag.types import Document, FileFailure, IngestReport
 
 # Passages embedded per commit: small enough that an interruption loses little,
@@ -62,9 +69,120 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def list_files(paths: Iterable[str | Path], report: IngestReport) -> list[Path]:
+    """The files under ``paths`` (folders read recursively); what cannot be listed is named
+    in ``report``."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        try:
+            os.stat(given)
+        except OSError as exc:  # a missing path is named; the other paths are still read
+            report.failed.append(FileFailure(path_text(given), os_error_reason(given, exc)))
+            continue
+        found.append(given)
+    files = list(iter_files(found, skipped=report.skipped, failed=report.failed))
+    _drop_repeats(report.failed)  # a bad link both given and inside a given folder
+    _drop_repeats(report.skipped)
+    return files
+
+
+@dataclass
+class ParsedFile:
+    """One file read and parsed, or why not: what reading hands to :func:`consider`
+    (from this process, or from a worker that cannot ask the store)."""
+
+    name: str
+    source: str = ""
+    digest: str = ""
+    size: int = 0
+    documents: list[Document] = field(default_factory=list)
+    failures: list[FileFailure] = field(default_factory=list)
+    skipped: str | None = None
+    """Why it was left out by design (its type, its size, not a regular file)."""
+    failed: str | None = None
+    """Why it could not be read or parsed."""
+    unchanged: bool = False
+    """Its bytes are those already ingested: it was not parsed."""
+
+
+def read_and_parse(
+    path: Path, known_hash: Callable[[str], str | None], max_file_mb: float
+) -> ParsedFile:
+    """Read one file (unless its type or size rules it out) and parse it, unless its bytes
+    hash to ``known_hash(source)``, the hash it was last ingested with."""
+    name = path_text(path)
+    limit = int(max_file_mb * _MB)
+    try:
+        check_supported(path)
+    except UnsupportedFile as exc:
+        return ParsedFile(name, skipped=str(exc))
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # reading a pipe would block for ever
+            return ParsedFile(name, skipped=NOT_A_REGULAR_FILE)
+        if info.st_size > limit:
+            return ParsedFile(name, skipped=_too_large(info.st_size, max_file_mb))
+        data = _read_at_most(path, info.st_size, limit)
+    except OSError as exc:
+        return ParsedFile(name, failed=f"cannot read: {os_error_reason(path, exc)}")
+    if len(data) > limit:
+        return ParsedFile(name, skipped=_too_large(len(data), max_file_mb))
+    source = resolved(path)
+    digest = file_hash(data)
+    parsed = ParsedFile(name, source, digest, len(data))
+    if known_hash(source) == digest:
+        parsed.unchanged = True
+        return parsed
+    try:
+        parsed.documents, parsed.failures = read_file(path, data)
+    except ValueError as exc:  # the parsers' own reasons: empty, binary, no article text
+        parsed.failed = str(exc)
+    except Exception as exc:  # a bug or a library choking must not stop the other 2,000
+        parsed.failed = f"unexpected {type(exc).__name__}: {exc}"
+    return parsed
+
+
+def consider(parsed: ParsedFile, store: IndexStore, report: IngestReport) -> FileChange | None:
+    """What a parsed file changes in the store (None: nothing), counted in ``report``."""
+    if parsed.skipped is not None:
+        report.skipped.append(FileFailure(parsed.name, parsed.skipped))
+        return None
+    if parsed.failed is not None:
+        report.failed.append(FileFailure(parsed.name, parsed.failed))
+        return None
+    if parsed.unchanged:
+        report.unchanged += store.count_articles(parsed.source)
+        return None
+    documents, failures = parsed.documents, parsed.failures
+    report.failed.extend(failures)
+    fmt = documents[0].format if documents else ""
+    # A file with bad JSONL lines is recorded without its hash, so that the next run
+    # reads it again and names those lines again (its good articles come out unchanged).
+    recorded = "" if failures else parsed.digest
+    change = FileChange(StoredFile(parsed.source, recorded, parsed.size, fmt))
+    existing = store.article_hashes(parsed.source)
+    for doc in documents:
+        if not doc.paragraphs:
+            report.failed.append(FileFailure(doc.source, "no paragraphs of text found"))
+            continue
+        content = document_hash(doc)
+        if existing.get(doc.source) == content:
+            report.unchanged += 1
+            continue
+        if doc.source in existing:
+            report.updated += 1
+        else:
+            report.added += 1
+        change.write.append((doc, content))
+    kept = {doc.source for doc in documents}
+    change.delete = [old for old in existing if old not in kept]
+    report.removed += len(change.delete)
+    return change
+
+
 def scan(
     paths: Iterable[str | Path],
-    store: Store,
+    store: IndexStore,
     report: IngestReport,
     progress: Progress,
     *,
@@ -81,81 +199,19 @@ def scan(
     read, so a video or a huge log costs nothing, and memory stays bounded by the
     size limit.
     """
-    found: list[Path] = []
-    for given in map(Path, paths):
-        try:
-            os.stat(given)
-        except OSError as exc:  # a missing path is named; the other paths are still read
-            report.failed.append(FileFailure(path_text(given), os_error_reason(given, exc)))
-            continue
-        found.append(given)
-    files = list(iter_files(found, skipped=report.skipped, failed=report.failed))
-    _drop_repeats(report.failed)  # a bad link both given and inside a given folder
-    _drop_repeats(report.skipped)
-    limit = int(max_file_mb * _MB)
+    files = list_files(paths, report)
     task = progress.add_task("Reading", total=len(files))
     changes: list[FileChange] = []
+
+    def known_hash(source: str) -> str | None:
+        stored = store.get_file(source)
+        return None if stored is None else stored.hash
+
     for path in files:
         progress.advance(task)
-        name = path_text(path)
-        try:
-            check_supported(path)
-        except UnsupportedFile as exc:
-            report.skipped.append(FileFailure(name, str(exc)))
-            continue
-        try:
-            info = path.stat()
-            if not stat.S_ISREG(info.st_mode):  # reading a pipe would block for ever
-                report.skipped.append(FileFailure(name, NOT_A_REGULAR_FILE))
-                continue
-            if info.st_size > limit:
-                report.skipped.append(FileFailure(name, _too_large(info.st_size, max_file_mb)))
-                continue
-            data = _read_at_most(path, info.st_size, limit)
-        except OSError as exc:
-            report.failed.append(FileFailure(name, f"cannot read: {os_error_reason(path, exc)}"))
-            continue
-        if len(data) > limit:
-            report.skipped.append(FileFailure(name, _too_large(len(data), max_file_mb)))
-            continue
-        source = resolved(path)
-        digest = file_hash(data)
-        stored = store.get_file(source)
-        if stored is not None and stored.hash == digest:
-            report.unchanged += store.count_articles(source)
-            continue
-        try:
-            documents, failures = read_file(path, data)
-        except ValueError as exc:  # the parsers' own reasons: empty, binary, no article text
-            report.failed.append(FileFailure(name, str(exc)))
-            continue
-        except Exception as exc:  # a bug or a library choking must not stop the other 2,000
-            report.failed.append(FileFailure(name, f"unexpected {type(exc).__name__}: {exc}"))
-            continue
-        report.failed.extend(failures)
-        fmt = documents[0].format if documents else ""
-        # A file with bad JSONL lines is recorded without its hash, so that the next run
-        # reads it again and names those lines again (its good articles come out unchanged).
-        recorded = "" if failures else digest
-        change = FileChange(StoredFile(source, recorded, len(data), fmt))
-        existing = store.article_hashes(source)
-        for doc in documents:
-            if not doc.paragraphs:
-                report.failed.append(FileFailure(doc.source, "no paragraphs of text found"))
-                continue
-            content = document_hash(doc)
-            if existing.get(doc.source) == content:
-                report.unchanged += 1
-                continue
-            if doc.source in existing:
-                report.updated += 1
-            else:
-                report.added += 1
-            change.write.append((doc, content))
-        kept = {doc.source for doc in documents}
-        change.delete = [old for old in existing if old not in kept]
-        report.removed += len(change.delete)
-        changes.append(change)
+        change = consider(read_and_parse(path, known_hash, max_file_mb), store, report)
+        if change is not None:
+            changes.append(change)
     return changes
 
 
@@ -196,9 +252,8 @@ def _too_large(size: int, max_file_mb: float) -> str:
 
 def ingest(
     paths: Iterable[str | Path],
-    store: Store,
+    store: IndexStore,
     embedder: Callable[[], Embedder],
-    rebuild: Callable[[], object],
     *,
     batch_size: int = default("batch_size"),
     max_passage_tokens: int = default("max_passage_tokens"),
@@ -209,9 +264,9 @@ def ingest(
     """Bring the store up to date with ``paths`` (files and folders).
 
     ``embedder`` is called only when something must be embedded, so a run over
-    unchanged files never loads a model. ``rebuild`` refreshes the derived
-    indexes and is called only when the store changed. Files larger than
-    ``max_file_mb`` are skipped, unread (see :func:`scan`).
+    unchanged files never loads a model. The store publishes what was written (the
+    folder index builds its search indexes) only when something changed. Files larger
+    than ``max_file_mb`` are skipped, unread (see :func:`scan`).
     """
     started = time.perf_counter()
     report = IngestReport()
@@ -234,7 +289,7 @@ def ingest(
     if changes:
         log.info("building the search indexes")
         with console.status("Building the search indexes…") if show_progress else nullcontext():
-            rebuild()
+            store.publish()
         log.info("search indexes published")
     report.seconds = time.perf_counter() - started
     return report
@@ -242,13 +297,13 @@ def ingest(
 
 def _embed_and_write(
     changes: list[FileChange],
-    store: Store,
+    store: IndexStore,
     model: Embedder,
     batch_size: int,
     report: IngestReport,
     progress: Progress,
 ) -> None:
-    """Embed new passage texts and write each group of files in one transaction."""
+    """Embed new passage texts and write each group of files as one batch."""
     texts_of: dict[str, str] = {}
     for change in changes:
         for pieces in change.pieces:
@@ -278,20 +333,22 @@ def _embed_and_write(
         vectors = embed_texts(
             model, [texts_of[h] for h in group_hashes], batch_size, progress, task
         )
-        with store.transaction():
-            store.put_embeddings(group_hashes, vectors)
-            for item in group:
-                for source in item.delete:
-                    store.delete_article(source)
-                for (doc, content), pieces in zip(item.write, item.pieces, strict=True):
-                    store.write_article(doc, content, pieces)
-                    report.paragraphs += len(doc.paragraphs)
-                store.put_file(item.stored)
-            store.drop_unused_embeddings()
-            store.bump_generation()
+        store.write(batch_of(group, dict(zip(group_hashes, vectors, strict=True))))
+        report.paragraphs += sum(len(doc.paragraphs) for item in group for doc, _ in item.write)
         log.info("group %d: committed", number)
         report.embedded += len(group_hashes)
         group, group_hashes = [], []
+
+
+def batch_of(changes: list[FileChange], vectors: dict[str, np.ndarray]) -> WriteBatch:
+    """The store's batch for a group of changed files (their passages already split)."""
+    batch = WriteBatch(vectors=vectors)
+    for change in changes:
+        batch.delete += change.delete
+        for (doc, content), pieces in zip(change.write, change.pieces, strict=True):
+            batch.write.append(ArticleWrite(doc, content, pieces))
+        batch.files.append(change.stored)
+    return batch
 
 
 def split_for(model: Embedder, texts: list[str], max_passage_tokens: int) -> list[list[str]]:
@@ -317,43 +374,3 @@ def embed_texts(
     if not parts:
         return np.zeros((0, model.info.dimension), dtype=np.float32)
     return np.vstack(parts)
-
-
-def reembed(
-    store: Store,
-    model: Embedder,
-    *,
-    batch_size: int = default("batch_size"),
-    max_passage_tokens: int = default("max_passage_tokens"),
-    console: Console | None = None,
-    show_progress: bool = default("progress"),
-) -> int:
-    """Re-split and re-embed every paragraph with ``model`` (after changing the embedder).
-
-    Everything is computed first and swapped in by one transaction, so an
-    interruption leaves the index as it was, still usable with the old embedder.
-    """
-    console = console or Console(stderr=True)
-    paragraphs = store.paragraph_texts()
-    split = split_for(model, [text for _, text in paragraphs], max_passage_tokens)
-    passages = {
-        paragraph_id: parts for (paragraph_id, _), parts in zip(paragraphs, split, strict=True)
-    }
-    texts_of = {text_hash(part): part for parts in passages.values() for part in parts}
-    hashes = list(texts_of)
-    with progress_bar(console, show_progress) as progress:
-        task = progress.add_task("Embedding", total=len(hashes))
-        vectors = embed_texts(model, [texts_of[h] for h in hashes], batch_size, progress, task)
-    with store.transaction():
-        store.replace_all_passages(passages)
-        store.put_embeddings(hashes, vectors)
-        record_embedder(store, model)
-        store.bump_generation()
-    return len(hashes)
-
-
-def record_embedder(store: Store, model: Embedder) -> None:
-    info = model.info
-    store.set_meta("embedder_name", info.name)
-    store.set_meta("embedder_dimension", str(info.dimension))
-    store.set_meta("embedder_fingerprint", info.fingerprint)

@@ -21,6 +21,8 @@ EmbedBackend = Literal["onnx-int8", "torch"]
 GeneratorBackend = Literal["llama.cpp", "transformers", "llama-cpp-python"]
 FusionMethod = Literal["weighted", "rrf", "dense", "lexical"]
 LogLevel = Literal["warning", "info", "debug"]
+StoreKind = Literal["folder", "milvus"]
+MilvusIndex = Literal["AUTOINDEX", "FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8"]
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
@@ -257,6 +259,63 @@ class Settings(BaseSettings):
         default=50,
         ge=1,
         description="Most paragraphs one search over HTTP may ask for (k).",
+    )
+
+    # --- scaling (another store, a distributed ingest) -----------------------------------
+    store: StoreKind = Field(
+        default="folder",
+        description=(
+            "Where the index lives: 'folder' (SQLite, FAISS and BM25 files in the --index "
+            "folder) or 'milvus' (a collection on a Milvus server, a managed cluster or a "
+            "Milvus Lite file; pip install 'rag-news[milvus]')."
+        ),
+    )
+    milvus_uri: str = Field(
+        default="./milvus.db",
+        description=(
+            "The Milvus to use with store 'milvus': a Milvus Lite file ending in .db "
+            "(./milvus.db), a server (http://host:19530) or a managed cluster's endpoint. "
+            "Its token, if it needs one, comes from RAG_MILVUS_TOKEN."
+        ),
+    )
+    milvus_collection: str = Field(
+        default="rag",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description=(
+            "Collection holding the passages with store 'milvus' (a second one, with the "
+            "suffix _files, holds what incremental ingest needs)."
+        ),
+    )
+    milvus_token: SecretStr | None = Field(
+        default=None,
+        description="Token (or user:password) of the Milvus server, from RAG_MILVUS_TOKEN.",
+    )
+    milvus_index: MilvusIndex = Field(
+        default="AUTOINDEX",
+        description=(
+            "Vector index of a new Milvus collection: 'AUTOINDEX' lets Milvus choose; "
+            "'FLAT' is exact; 'HNSW', 'IVF_FLAT' and 'IVF_SQ8' are approximate, for "
+            "collections of millions (docs/scaling.md)."
+        ),
+    )
+    ray: bool = Field(
+        default=False,
+        description=(
+            "Ingest on a Ray cluster (pip install 'rag-news[ray]'): files are parsed by Ray "
+            "tasks and embedded by one actor per worker; the store is written from here."
+        ),
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description=(
+            "Address of the Ray cluster to ingest on ('auto', ray://host:10001); none starts "
+            "a local one with ray_cpus CPUs."
+        ),
+    )
+    ray_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPUs of the local Ray cluster an ingest starts (default: every core).",
     )
 
 

@@ -1,4 +1,4 @@
-"""The SQLite database that is the source of truth of an index folder.
+"""The SQLite database that is the source of truth of the folder index (``rag.stores.folder``).
 
 It holds the articles with their metadata and content hash, their paragraphs
 (text, number, character offsets), the passages each paragraph is embedded as,
@@ -12,17 +12,15 @@ it was before the change or after it, never in between.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import IndexFormatError
+from rag.stores.base import Stats, StoredFile, text_hash
 from rag.types import Article, Document, Paragraph, Passage
 
 SCHEMA_VERSION = 1
@@ -71,40 +69,6 @@ CREATE INDEX IF NOT EXISTS passages_paragraph ON passages(paragraph_id);
 CREATE INDEX IF NOT EXISTS passages_hash ON passages(text_hash);
 CREATE TABLE IF NOT EXISTS embeddings (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
 """
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def document_hash(doc: Document) -> str:
-    """Hash of everything stored for an article: a change anywhere means re-ingest."""
-    payload = {
-        "title": doc.title,
-        "author": doc.author,
-        "publisher": doc.publisher,
-        "published": doc.published,
-        "url": doc.url,
-        "paragraphs": [(p.number, p.text, p.start, p.end) for p in doc.paragraphs],
-    }
-    return text_hash(json.dumps(payload, ensure_ascii=False, sort_keys=True))
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    path: str
-    hash: str
-    size: int
-    format: str
-
-
-@dataclass(frozen=True)
-class Stats:
-    articles: int
-    paragraphs: int
-    passages: int
-    embeddings: int
-    files: int
 
 
 def _article_conditions(
@@ -222,6 +186,10 @@ class Store:
             "format=excluded.format",
             (stored.path, stored.hash, stored.size, stored.format),
         )
+
+    def file_hashes(self) -> dict[str, str]:
+        """path -> hash of every file recorded."""
+        return dict(self.db.execute("SELECT path, hash FROM files").fetchall())
 
     def article_hashes(self, path: str) -> dict[str, str]:
         """source -> content hash of the articles read from one file."""

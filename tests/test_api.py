@@ -11,8 +11,8 @@ from conftest import QUESTION, SAMPLE_NAME
 
 from rag import RAG, EmbedderMismatch, EmptyIndex, RagError
 from rag.embed import Embedder, resolve_embedder_path
-from rag.index import derived_folder
 from rag.lexical import FORMAT as LEXICAL_FORMAT
+from rag.stores.published import derived_folder
 
 
 @pytest.fixture

@@ -456,14 +456,14 @@ def test_file_over_the_size_limit_is_skipped_unread(tmp_path: Path, one_embedder
 def test_max_file_mb_in_the_ingest_module(tmp_path: Path, embedder: Embedder) -> None:
     """The limit is a parameter of rag.ingest.ingest; a file just under it is read."""
     from rag import ingest as ingest_mod
-    from rag.store import Store
+    from rag.stores.folder import FolderStore
 
     folder = tmp_path / "sized"
     write_article(folder / "small.txt", "Small", "A small story.")
     write_big_text(folder / "two-mb.txt", 2)
-    store = Store(tmp_path / "rag.sqlite")
+    store = FolderStore(tmp_path / "index", create=True, dimension=lambda: embedder.info.dimension)
     report = ingest_mod.ingest(
-        [folder], store, lambda: embedder, lambda: None, max_file_mb=1.5, show_progress=False
+        [folder], store, lambda: embedder, max_file_mb=1.5, show_progress=False
     )
     store.close()
     assert report.added == 1

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from rag import RAG
 from rag.cli import app
 from rag.errors import IndexBusy, IndexFormatError
-from rag.index import derived_folder
 from rag.lock import IndexLock
+from rag.stores.published import derived_folder
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 

@@ -258,7 +258,7 @@ def test_reading_while_another_process_ingests(
             hits = rag.search(QUESTION, k=5)
             assert hits and hits[0].paragraph == 10  # the sample article is in the old index
             hits = rag.search("football match", k=10)
-            seen.append((rag._retriever_generation, {h.source for h in hits}))
+            seen.append((rag.store.searched_generation, {h.source for h in hits}))
             stored = rag.store.paragraphs([h.paragraph_id for h in hits])
             assert all(stored[h.paragraph_id].text == h.text for h in hits)
             searches += 2

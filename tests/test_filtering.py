@@ -13,9 +13,15 @@ from conftest import QUESTION
 from rag import RAG
 from rag import index as index_mod
 from rag.filtering import ArticleTable, select
-from rag.index import ARTICLES_FILE, Derived, VectorIndex, build_derived, derived_folder
-from rag.retrieve import Retriever, SearchOptions, weighted
-from rag.store import Store, StoredFile, document_hash, text_hash
+from rag.fusion import weighted
+from rag.index import VectorIndex
+from rag.lexical import LexicalIndex
+from rag.retrieve import Retriever, SearchOptions
+from rag.store import Store
+from rag.stores import published
+from rag.stores.base import StoredFile, document_hash, text_hash
+from rag.stores.folder import FolderSearch
+from rag.stores.published import ARTICLES_FILE, Derived, build_derived, derived_folder
 from rag.types import Document, Filters, Paragraph, Passage
 
 DIMENSION = 16
@@ -150,11 +156,8 @@ def _query_vector(query: str) -> np.ndarray:
 
 def _retriever(store: Store, derived: Derived, memory: bool = True) -> Retriever:
     return Retriever(
-        store,
-        derived.vectors,
-        derived.lexical,
+        FolderSearch(store, derived.vectors, derived.lexical, derived.articles if memory else None),
         _query_vector,
-        derived.articles if memory else None,
     )
 
 
@@ -313,7 +316,7 @@ def test_a_missing_or_unreadable_table_leaves_filters_to_the_store(
                 table.sources,
                 table.starts,
             ).save(path)
-        loaded = index_mod.load_published(folder, store)
+        loaded = published.load_published(folder, store)
         assert loaded is not None and loaded.articles is None
         assert _found(_retriever(store, loaded).search("goal", options, FILTERS[1])) == expected
 
@@ -343,7 +346,7 @@ def test_lexical_mask_gives_the_same_top_as_ids() -> None:
     rng = np.random.default_rng(1)
     texts = [_text(rng, int(rng.integers(3, 10))) for _ in range(300)]
     ids = np.arange(300, dtype=np.int64) * 2 + 5
-    index = index_mod.LexicalIndex.build(ids, texts)
+    index = LexicalIndex.build(ids, texts)
     for query in QUERIES:
         scores = index.scores(query)
         for share in (0.0, 0.05, 0.5, 1.0):
@@ -391,7 +394,7 @@ def test_filters_follow_ingests_and_removals_of_another_process(
     folder = tmp_path / "index"
     reader = RAG(folder, progress=False)
     reader.ingest(articles)
-    assert reader.retriever.articles is not None
+    assert reader.store.current().articles is not None
     business = reader.search(QUESTION, k=10, source="business/*")
     assert business and all("/business/" in p.source for p in business)
     extra = tmp_path / "more" / "business"

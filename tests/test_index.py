@@ -18,6 +18,7 @@ from rag import RAG
 from rag import index as index_mod
 from rag.index import VectorIndex, ivf_lists, ivf_probes
 from rag.lexical import LexicalIndex, LexicalScores, tokenize
+from rag.stores import published
 
 SQUAD = SHARED / "data" / "squad" / "squad-v1.1-dev-tune.json"
 
@@ -119,11 +120,11 @@ def test_rag_on_an_ivf_index_searches_filters_and_checks(
         assert report.ok, report.checks
     # A vector missing from the IVF index is found by check, and repaired.
     with RAG(folder, progress=False) as rag:
-        derived = index_mod.load_published(folder, rag.store)
+        derived = published.load_published(folder, rag.store.db)
         assert derived is not None and not derived.vectors.exact
         ids = np.sort(derived.vectors.ids())
         short = VectorIndex.build(ids[1:], derived.vectors.vectors(ids[1:]), exact_max=0)
-        short.save(index_mod.derived_folder(folder, derived.generation) / index_mod.VECTORS_FILE)
+        short.save(published.derived_folder(folder, derived.generation) / published.VECTORS_FILE)
         failed = {c.name: c.detail for c in rag.check().checks if not c.ok}
         assert "1 passage missing" in failed["vectors"]
         assert rag.check(repair=True).ok

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.fusion import rrf, weighted
 from rag.index import VectorIndex
 from rag.lexical import LexicalIndex
-from rag.retrieve import rrf, weighted
 
 
 def test_rrf_rewards_agreement() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.store import Store, StoredFile, document_hash
+from rag.store import Store
+from rag.stores.base import StoredFile, document_hash
 from rag.types import Document, Paragraph
 
 
@@ -54,7 +55,7 @@ def test_embeddings_are_keyed_by_text(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     write(store, make_doc("/a.txt", ["same text"]))
     write(store, make_doc("/b.txt", ["same text"]))
-    from rag.store import text_hash
+    from rag.stores.base import text_hash
 
     assert store.missing_embeddings([text_hash("same text")]) == {text_hash("same text")}
     with store.transaction():
