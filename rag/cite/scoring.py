@@ -209,8 +209,18 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
     claimed = [n for n in terms.names if norm_word(n) not in terms.asked_names]
     asked = [n for n in terms.names if norm_word(n) in terms.asked_names]
     # Figures the question gave are its context, like its names: found, they count for the
-    # claim; missing, they do not count against it.
-    figures = [n for n in terms.numbers if n not in terms.asked_numbers or _number_found(n, index)]
+    # claim; missing, they do not count against it. But a year the question gives is required
+    # of a claim that adds no figure of its own: a name alone ("England won the 2022 World
+    # Cup") is no evidence of which year's event a paragraph is about, while a figure the
+    # paragraph relates to the claim is.
+    adds_figure = any(n not in terms.asked_numbers for n in terms.numbers)
+    figures = [
+        n
+        for n in terms.numbers
+        if n not in terms.asked_numbers
+        or _number_found(n, index)
+        or (is_year(n) and not adds_figure)
+    ]
     hard_total = len(figures) + len(claimed)
     numbers_found = sum(_number_found(n, index) for n in figures)
     # A name spelled out in the answer ("Amazon Web Services") is found when the
