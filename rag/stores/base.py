@@ -36,6 +36,20 @@ def no_hits() -> Hits:
     return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
 
 
+def best_first(ids: np.ndarray, scores: np.ndarray) -> Hits:
+    """Hits ordered by score, ties by id, so that every store orders them alike."""
+    order = np.lexsort((ids, -scores))
+    return np.asarray(ids[order], dtype=np.int64), scores[order]
+
+
+def fused_hits(fused: dict[int, float]) -> Hits:
+    """Hits from a fusion's scores (rag.fusion), best first."""
+    ids = np.fromiter(fused, dtype=np.int64, count=len(fused))
+    # float64: the fused values exactly as computed, so scores and ties do not move.
+    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+    return best_first(ids, scores)
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -36,6 +36,8 @@ from rag.stores.base import (
     StoredFile,
     StoreInfo,
     WriteBatch,
+    best_first,
+    fused_hits,
     text_hash,
 )
 from rag.stores.published import (
@@ -88,18 +90,6 @@ def index_files(folder: Path) -> list[Path]:
     return files
 
 
-def _best_first(ids: np.ndarray, scores: np.ndarray) -> Hits:
-    order = np.lexsort((ids, -scores))
-    return np.asarray(ids[order], dtype=np.int64), scores[order]
-
-
-def _as_hits(fused: dict[int, float]) -> Hits:
-    ids = np.fromiter(fused, dtype=np.int64, count=len(fused))
-    # float64: the fused values exactly as computed, so scores and ties do not move.
-    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
-    return _best_first(ids, scores)
-
-
 class FolderSearch:
     """Search over one published generation: its FAISS and BM25 indexes and article table,
     with the SQLite store for filters the table cannot answer and for the paragraphs."""
@@ -136,7 +126,7 @@ class FolderSearch:
     def dense_search(self, vector: np.ndarray, k: int, filters: Filters | None) -> Hits:
         selection = self._selection(filters)
         ids, scores = self.vectors.search(vector, k, None if selection is None else selection.ids)
-        return _best_first(ids, scores)
+        return best_first(ids, scores)
 
     def lexical_search(self, query: str, k: int, filters: Filters | None) -> Hits:
         selection = self._selection(filters)
@@ -155,10 +145,10 @@ class FolderSearch:
         lexical = self.lexical.scores(query)
         lexical_ids, _ = lexical.top(n, mask=mask)
         if options.fusion == "rrf":
-            return _as_hits(rrf([dense_ids, lexical_ids], options.rrf_k))
+            return fused_hits(rrf([dense_ids, lexical_ids], options.rrf_k))
         ids = np.unique(np.concatenate([dense_ids, lexical_ids]))
         dense_all = self.vectors.scores_for(vector, ids)
-        return _as_hits(weighted(ids, dense_all, lexical.of(ids), options.dense_weight))
+        return fused_hits(weighted(ids, dense_all, lexical.of(ids), options.dense_weight))
 
     def passage_paragraphs(self, passage_ids: list[int]) -> dict[int, int]:
         return self.store.passage_paragraphs(passage_ids)
