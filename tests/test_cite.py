@@ -19,6 +19,7 @@ from rag.cite import (
     split_sentences,
     support,
 )
+from rag.cite.check import clauses
 from rag.types import Passage
 
 # The paragraph the issue asks the support check to be tried on.
@@ -608,3 +609,16 @@ def test_attribution_wording_is_dropped_and_the_marker_kept() -> None:
         passages,
     )
     assert checked.text == "Microsoft invested $1 billion in OpenAI in 2019 [1]."
+
+
+def test_clauses_split_joined_statements_not_lists() -> None:
+    joined = "Brazil's rate in December was 9.6%, and Germany's in November was 10.8%."
+    assert clauses(joined) == [
+        "Brazil's rate in December was 9.6%",
+        "Germany's in November was 10.8%.",
+    ]
+    listed = "Holmes was chosen for the 800m, the 1500m, and the relay."
+    assert clauses(listed) == [listed]
+    assert clauses("It took $44.7m (£23.2m; $1m), and then more.") == [
+        "It took $44.7m (£23.2m; $1m), and then more."
+    ]

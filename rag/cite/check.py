@@ -231,17 +231,64 @@ def _check_unit(
             return
         unit.keys = [best]
 
-    if not _cited_support(unit, terms, indexes, threshold):
+    if not _cited_support(unit, terms, indexes, threshold, question):
         best = _best_supporting(terms, indexes, threshold)
         if best is not None and best not in unit.keys:
             unit.keys = [best]
-            _cited_support(unit, terms, indexes, threshold)
+            _cited_support(unit, terms, indexes, threshold, question)
+
+
+# Where a sentence joins two statements ("Brazil's rate was 9.6%, and Germany's was 10.8%"),
+# as answers to a question of two parts do.
+_CLAUSE_RE = re.compile(r"[,;]\s+(?:and|but|while|whereas)\s+", re.IGNORECASE)
+_CLAUSE_MIN_WORDS = 4
+
+
+def clauses(body: str) -> list[str]:
+    """The statements a sentence joins, each of at least a few words; the sentence alone when
+    it joins none (a list's "the 800m, 1500m, and 3000m" is one statement)."""
+    pieces = [p.strip() for p in _CLAUSE_RE.split(body)]
+    if len(pieces) < 2 or any(len(p.split()) < _CLAUSE_MIN_WORDS for p in pieces):
+        return [body]
+    return pieces
+
+
+def _clauses_supported(
+    unit: Unit, question: Question, indexes: dict[int, ParagraphIndex], threshold: float
+) -> bool:
+    """Whether every statement of a sentence that joins several is supported by its cited
+    paragraphs: each must be, not just their sum. A clause about the second part of a
+    question ("and Germany's was 895.4 reais") is otherwise carried by the first clause's
+    names and excused by the question's: the paragraph never mentions Germany."""
+    pieces = clauses(unit.body)
+    if len(pieces) < 2:
+        return True
+    cited = merge([indexes[k] for k in unit.keys]) if len(unit.keys) > 1 else None
+    for piece in pieces:
+        terms = extract_terms(piece, question)
+        if terms.count == 0:
+            continue
+        if any(supports(assess(terms, indexes[k]), threshold) for k in unit.keys):
+            continue
+        if cited is None or not supports(assess(terms, cited), threshold):
+            return False
+    return True
 
 
 def _cited_support(
-    unit: Unit, terms: Terms, indexes: dict[int, ParagraphIndex], threshold: float
+    unit: Unit,
+    terms: Terms,
+    indexes: dict[int, ParagraphIndex],
+    threshold: float,
+    question: Question,
 ) -> bool:
-    """Whether the unit's own citations support it (alone or together); records credit."""
+    """Whether the unit's own citations support it (alone or together), each of the statements
+    it joins too; records credit."""
+    if not _clauses_supported(unit, question, indexes, threshold):
+        unit.supported = False
+        unit.credited = set()
+        unit.scores = {key: assess(terms, indexes[key]).score for key in unit.keys}
+        return False
     results = {key: assess(terms, indexes[key]) for key in unit.keys}
     unit.scores = {key: result.score for key, result in results.items()}
     alone = {key for key, result in results.items() if supports(result, threshold)}

@@ -257,8 +257,11 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
         coverage = hard_share if hard_share is not None else content_share or 0.0
     # About the question's subject: one of the question's names it repeats, or (naming none of
     # them) one of the words restating the question.
-    if asked:
-        anchored = any(norm_word(n) in found for n in asked)
+    # A month the question gives dates the subject, it is not one: "Germany's in November"
+    # is not about a paragraph on Brazil that says "November".
+    subjects = [n for n in asked if norm_word(n) not in _DATE_WORDS] or asked
+    if subjects:
+        anchored = any(norm_word(n) in found for n in subjects)
     else:
         anchored = not terms.echoed or any(_content_found(w, index) for w in terms.echoed)
     hard_miss = (
