@@ -98,8 +98,9 @@ def stream_answer(
     effect on SQuAD is in BENCHMARKS.md).
 
     A question that asks several things (:func:`rag.parts.split_question`) is answered part by
-    part: a part the answer leaves unanswered is searched for on its own (with ``retrieve``) and
-    read for, announced by a :class:`ReadOn`; what that reading answers is added, and a part
+    part: the first reading gets the best paragraph for the question and the best for each part
+    (:func:`best_per_part`, with ``retrieve``); a part that answer leaves unanswered is searched
+    for on its own and read for, announced by a :class:`ReadOn`; what that reading answers is added, and a part
     that no passage answers is said plainly. ``Answer.readings`` keeps every reading and
     ``Answer.parts`` which parts were answered.
 
@@ -119,11 +120,17 @@ def stream_answer(
         best_first=best_first,
         timings=dict(timings or {}),
     )
-    answer = yield from reader.answer(question, passages)
     parts = split_question(question)
     if len(parts) < 2 or retrieve is None:
-        yield answer
+        yield (yield from reader.answer(question, passages))
         return
+    # Each part's best paragraph, read together: the second part's fact is often in another
+    # paragraph or article, which the best paragraph for the whole question is not.
+    first = best_per_part(question, parts, passages, retrieve)
+    if first:
+        answer = yield from reader.read(question, reader.shown(question), first)
+    else:
+        answer = yield from reader.answer(question, first)
     answered = answered_parts(question, parts, [] if answer.abstained else answer.sentences)
     extra: list[tuple[Part, Answer, list[Sentence]]] = []
     for index, (part, done) in enumerate(zip(parts, answered, strict=True)):
@@ -171,10 +178,7 @@ class _Reader:
         if not passages:
             timings = {**self.timings, "total": self.timings.get("retrieval", 0.0)}
             return abstained_answer(question, passages, timings)
-        # The support check excuses words that restate the question, so it must see the
-        # question the model saw: 20,000 characters of it would excuse almost any sentence.
-        # Cut once, so a second reading does not warn again.
-        shown = fit_question(question, self.templates, self.generator.count_tokens, self.budget)
+        shown = self.shown(question)
         if not self.best_first or len(passages) == 1:
             return (yield from self.read(question, shown, passages))
         first = yield from self.read(question, shown, passages[:1])
@@ -189,6 +193,14 @@ class _Reader:
         second.attempts = len(second.readings)
         return second
 
+    def shown(self, question: str) -> str:
+        """The question as the model gets it: cut to the prompt budget (with a warning).
+
+        The support check excuses words that restate the question, so it must see the
+        question the model saw: 20,000 characters of it would excuse almost any sentence.
+        """
+        return fit_question(question, self.templates, self.generator.count_tokens, self.budget)
+
     def read(self, question: str, shown: str, passages: list[Passage]) -> Attempt:
         return _attempt(
             question,
@@ -202,6 +214,26 @@ class _Reader:
             stop_penalty=self.stop_penalty,
             timings=self.timings,
         )
+
+
+def best_per_part(
+    question: str,
+    parts: list[Part],
+    passages: list[Passage],
+    retrieve: Callable[[str], list[Passage]],
+) -> list[Passage]:
+    """The best paragraph for the whole question, then each part's best (searched by the part
+    with the question's names) where it is another paragraph (not a copy of one chosen)."""
+    chosen = list(passages[:1])
+    for part in parts:
+        found = retrieve(with_context(part, question))[:1]
+        if found and not any(_same(found[0], p) for p in chosen):
+            chosen.append(found[0])
+    return chosen
+
+
+def _same(one: Passage, other: Passage) -> bool:
+    return (one.source, one.paragraph) == (other.source, other.paragraph) or one.text == other.text
 
 
 def with_context(part: Part, question: str) -> str:

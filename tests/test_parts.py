@@ -201,18 +201,32 @@ def read(question: str, passages: list[Passage], found: list[Passage]) -> list[o
     )
 
 
-def test_a_part_the_first_answer_leaves_open_is_read_for_and_added() -> None:
+def test_the_first_reading_gets_each_part_s_best_paragraph() -> None:
     items = read(TWO_PART, [MONEY, RAIN], [CITY])
+    assert not any(isinstance(i, ReadOn | Retry) for i in items)
+    answer = items[-1]
+    assert isinstance(answer, Answer) and not answer.abstained
+    assert "$120m" in answer.text and "Harbin" in answer.text
+    assert [c.passage for c in answer.citations] == [MONEY, CITY]
+    assert [p.answered for p in answer.parts] == [True, True]
+    assert answer.attempts == 1 and answer.readings[0].passages == [MONEY, CITY]
+
+
+def test_a_part_the_first_answer_leaves_open_is_read_for_and_added() -> None:
+    # The part's best paragraph is no answer; the one after it is.
+    items = read(TWO_PART, [MONEY, RAIN], [RAIN, CITY])
     read_on = [i for i in items if isinstance(i, ReadOn)]
-    assert read_on == [ReadOn(part="In which city did the pair work?", passages=1)]
+    assert read_on == [ReadOn(part="In which city did the pair work?", passages=2)]
     answer = items[-1]
     assert isinstance(answer, Answer) and not answer.abstained
     assert "$120m" in answer.text and "Harbin" in answer.text
     assert [c.passage for c in answer.citations] == [MONEY, CITY]
     assert answer.text.endswith("[2].")  # the second reading's [1] is the answer's [2]
     assert [p.answered for p in answer.parts] == [True, True]
-    assert answer.attempts == len(answer.readings) == 2  # best alone, then the part
-    assert answer.readings[-1].passages == [CITY]
+    # Both parts' best together, then for the part: its best alone, then all its paragraphs.
+    assert answer.attempts == len(answer.readings) == 3
+    assert answer.readings[0].passages == [MONEY, RAIN]
+    assert answer.readings[-1].passages == [RAIN, CITY]
 
 
 def test_a_part_no_passage_answers_is_said_plainly() -> None:
