@@ -496,9 +496,14 @@ class MilvusStore:
             )
         for start in range(0, len(rows), WRITE_ROWS):
             self.client.upsert(self.names.passages, rows[start : start + WRITE_ROWS])
-        for row in articles:  # the old version's passages go once the new ones are in
+        # The old versions' passages go once the new ones are in: one delete per slice of
+        # articles, not per article (a delete by filter scans the collection). Article ids
+        # hash the source, so no row of one source has another's new id.
+        for start in range(0, len(articles), IN_LIST):
+            chunk = articles[start : start + IN_LIST]
             self._delete_passages(
-                f"source == {_quoted(row['name'])} and article_id != {row['article_id']}"
+                f"{_in('source', [row['name'] for row in chunk])} and not "
+                f"{_in('article_id', [row['article_id'] for row in chunk])}"
             )
         for sources in _slices(batch.delete):
             self._delete_passages(_in("source", sources))
