@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.cite.assemble import render
-from rag.cite.terms import Question, can_answer, extract_terms
+from rag.cite.terms import DATE_WORDS, Question, can_answer, extract_terms, norm_word
 from rag.generate import ChatModel, Generation
 from rag.generate.base import last_of
 from rag.parts import Part, about, answered_parts, split_question
@@ -100,9 +100,9 @@ def stream_answer(
     A question that asks several things (:func:`rag.parts.split_question`) is answered part by
     part: the first reading gets the best paragraph for the question and the best for each part
     (:func:`best_per_part`, with ``retrieve``); a part that answer leaves unanswered is searched
-    for on its own and read for, announced by a :class:`ReadOn`; what that reading answers is added, and a part
-    that no passage answers is said plainly. ``Answer.readings`` keeps every reading and
-    ``Answer.parts`` which parts were answered.
+    for on its own and read for, announced by a :class:`ReadOn`; what that reading answers is
+    added, and a part that no passage answers is said plainly. ``Answer.readings`` keeps every
+    reading and ``Answer.parts`` which parts were answered.
 
     An empty question is a :class:`~rag.errors.EmptyQuestion`. One too long for the prompt
     budget is cut (with a warning, see :func:`rag.prompt.fit_question`); the answer is then
@@ -236,10 +236,25 @@ def _same(one: Passage, other: Passage) -> bool:
     return (one.source, one.paragraph) == (other.source, other.paragraph) or one.text == other.text
 
 
+# A part with fewer content words than this says what it asks through the part before it
+# ("..., and what was Germany's in November 2004?" asks for an unemployment rate too).
+_ELLIPTIC_WORDS = 2
+
+
 def with_context(part: Part, question: str) -> str:
-    """The part, followed by the names of the question it does not repeat (for a search)."""
-    names = [n for n in extract_terms(question).names if n.lower() not in part.text.lower()]
-    return f"{part.text} {' '.join(dict.fromkeys(names))}".strip()
+    """The part, with what the rest of the question says of it, for a search: the question's
+    names when the part names no one of its own ("the pair" for the bank's officials), and the
+    question's content words when the part leaves out what it asks about. A part that names
+    its own subject is not given the others' names: they find the other part's paragraph."""
+    own = extract_terms(part.text)
+    whole = extract_terms(question)
+    lowered = part.text.lower()
+    extra: list[str] = []
+    if not [n for n in own.names if norm_word(n) not in DATE_WORDS]:
+        extra += [n for n in whole.names if n.lower() not in lowered]
+    if len(own.content) < _ELLIPTIC_WORDS:
+        extra += [w for w in whole.content if w not in lowered]
+    return f"{part.text} {' '.join(dict.fromkeys(extra))}".strip()
 
 
 def sentences_for(

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from rag.cite.terms import (
-    MONTHS,
+    DATE_WORDS,
     NUMBER_WORDS,
     WORD_RE,
     Number,
@@ -35,7 +35,6 @@ from rag.cite.terms import (
 )
 from rag.sentences import split_sentences
 from rag.stemming import stem
-from rag.wordlists import word_set
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -68,11 +67,7 @@ _RELATIVE_YEARS = {"last year": -1, "this year": 0, "next year": 1}
 # has at least RELATION_MIN_WORDS of them (fewer say too little to compare, "paid" for "move").
 RELATION_SHARE = 0.3
 RELATION_MIN_WORDS = 3
-# Capitalised words that date a sentence rather than name a subject of it.
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "sir", "lord", "lady", "prof", "st", "mx"})
-_DATE_WORDS = (
-    frozenset(MONTHS) | frozenset(MONTHS.values()) | word_set("rag.cite", "data/day-names.txt")
-)
 
 
 @dataclass
@@ -133,8 +128,8 @@ def index_paragraph(
         name_stems={stem(t) for t in name_tokens},
         raw_tokens=set(WORD_RE.findall(named_text)),
         acronyms=acronyms(named_text),
-        names={norm_word(n) for n in extract_terms(paragraph).names} - _DATE_WORDS,
-        actors=acting_names(paragraph) - _DATE_WORDS,
+        names={norm_word(n) for n in extract_terms(paragraph).names} - DATE_WORDS,
+        actors=acting_names(paragraph) - DATE_WORDS,
         text=text,
     )
     if windows:
@@ -259,7 +254,7 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
     # them) one of the words restating the question.
     # A month the question gives dates the subject, it is not one: "Germany's in November"
     # is not about a paragraph on Brazil that says "November".
-    subjects = [n for n in asked if norm_word(n) not in _DATE_WORDS] or asked
+    subjects = [n for n in asked if norm_word(n) not in DATE_WORDS] or asked
     if subjects:
         anchored = any(norm_word(n) in found for n in subjects)
     else:

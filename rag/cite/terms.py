@@ -52,6 +52,8 @@ STOPWORDS = META_WORDS | word_set(
 """Words that assert nothing checkable; each list's file says why it is one."""
 
 MONTHS = word_map(_DATA, "data/months.txt")
+DATE_WORDS = frozenset(MONTHS) | frozenset(MONTHS.values()) | word_set(_DATA, "data/day-names.txt")
+"""Capitalised words that date a sentence rather than name a subject of it (lower case)."""
 NUMBER_WORDS = {
     word: int(value) for word, value in word_map(_DATA, "data/number-words.txt").items()
 }
