@@ -289,12 +289,16 @@ class RAG:
         if k is not None:
             options["k"] = k
         settings = self._with(options)
-        if not self.store.has_passages():
+        store = self.store
+        # Asked only when nothing is found: on Milvus Lite even a one-row query costs as much
+        # as the search (BENCHMARKS.md, area scale).
+        found = self.retriever.search(question, SearchOptions.of(settings), filters)
+        if not found and not store.has_passages():
             raise EmptyIndex(
                 f"The index in {self.where} has no articles yet: add some with "
                 f"`rag ingest PATH {self._index_option()}` (or RAG.ingest)."
             )
-        return self.retriever.search(question, SearchOptions.of(settings), filters)
+        return found
 
     def _with(self, values: dict[str, Any]) -> Settings:
         """The settings with ``values`` for this call, validated as settings are."""

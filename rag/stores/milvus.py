@@ -130,6 +130,7 @@ HASH_BYTES = 64
 # Rows per insert or upsert call, and ids per IN list: well inside gRPC's message size.
 WRITE_ROWS = 512
 IN_LIST = 512
+FIRST_PARTS_KEPT = 100_000
 # Most rows one query returns (Milvus' own cap); past it, a query iterator reads them in
 # batches.
 QUERY_CAP = 16_384
@@ -266,6 +267,9 @@ class MilvusStore:
         self.client = _connect(self.uri, settings)
         self._lite = self.client.get_server_version().startswith("milvus_lite")
         self._loaded: set[str] = set()
+        # Each paragraph's first passage's primary key (a hash of what the paragraph id hashes):
+        # derived, never stale.
+        self._first_parts: dict[int, int] = {}
 
     # --- collections ------------------------------------------------------------------------
     @staticmethod
@@ -767,19 +771,32 @@ class MilvusStore:
         if not passage_ids or not self._has(self.names.passages):
             return {}
         result: dict[int, int] = {}
+        if len(self._first_parts) > FIRST_PARTS_KEPT:  # a long-running server's searches
+            self._first_parts.clear()
         for start in range(0, len(passage_ids), IN_LIST):
             rows = self.client.get(
                 self.names.passages,
                 ids=passage_ids[start : start + IN_LIST],
-                output_fields=["paragraph_id"],
+                output_fields=["paragraph_id", "article_id", "paragraph"],
             )
-            result.update({int(row["id"]): int(row["paragraph_id"]) for row in rows})
+            for row in rows:
+                result[int(row["id"])] = paragraph_id = int(row["paragraph_id"])
+                self._first_parts[paragraph_id] = _id(
+                    "passage", int(row["article_id"]), int(row["paragraph"]), 0
+                )
         return result
 
     def paragraphs(self, paragraph_ids: list[int]) -> dict[int, Passage]:
+        """The paragraphs' first passages (which hold the paragraph's text): by primary key
+        where :meth:`passage_paragraphs` gave their keys, which is cheap; by a filter, which
+        scans the collection on Lite, for the others."""
         result: dict[int, Passage] = {}
-        for start in range(0, len(paragraph_ids), IN_LIST):
-            ids = paragraph_ids[start : start + IN_LIST]
+        keys = [self._first_parts[p] for p in paragraph_ids if p in self._first_parts]
+        for ids in _int_slices(keys):
+            for row in self.client.get(self.names.passages, ids=ids, output_fields=_PASSAGE_FIELDS):
+                result[int(row["paragraph_id"])] = _passage(row)
+        rest = [p for p in paragraph_ids if p not in result]
+        for ids in _int_slices(rest):
             expression = f"part == 0 and {_in('paragraph_id', ids)}"
             for row in self._query(self.names.passages, expression, _PASSAGE_FIELDS):
                 result[int(row["paragraph_id"])] = _passage(row)
