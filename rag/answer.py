@@ -223,7 +223,8 @@ def best_per_part(
     retrieve: Callable[[str], list[Passage]],
 ) -> list[Passage]:
     """The best paragraph for the whole question, then each part's best (searched by the part
-    with the question's names) where it is another paragraph (not a copy of one chosen)."""
+    in its context, :func:`with_context`) where it is another paragraph (not a copy of one
+    chosen)."""
     chosen = list(passages[:1])
     for part in parts:
         found = retrieve(with_context(part, question))[:1]
@@ -250,7 +251,7 @@ def with_context(part: Part, question: str) -> str:
     whole = extract_terms(question)
     lowered = part.text.lower()
     extra: list[str] = []
-    if not [n for n in own.names if norm_word(n) not in DATE_WORDS]:
+    if not any(norm_word(n) not in DATE_WORDS for n in own.names):
         extra += [n for n in whole.names if n.lower() not in lowered]
     if len(own.content) < _ELLIPTIC_WORDS:
         extra += [w for w in whole.content if w not in lowered]

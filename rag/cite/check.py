@@ -284,13 +284,12 @@ def _cited_support(
 ) -> bool:
     """Whether the unit's own citations support it (alone or together), each of the statements
     it joins too; records credit."""
+    results = {key: assess(terms, indexes[key]) for key in unit.keys}
+    unit.scores = {key: result.score for key, result in results.items()}
     if not _clauses_supported(unit, question, indexes, threshold):
         unit.supported = False
         unit.credited = set()
-        unit.scores = {key: assess(terms, indexes[key]).score for key in unit.keys}
         return False
-    results = {key: assess(terms, indexes[key]) for key in unit.keys}
-    unit.scores = {key: result.score for key, result in results.items()}
     alone = {key for key, result in results.items() if supports(result, threshold)}
     if alone:
         unit.supported = True

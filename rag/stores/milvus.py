@@ -66,6 +66,7 @@ from rag.stores.base import (
     StoredFile,
     StoreInfo,
     WriteBatch,
+    best_first,
     fused_hits,
     no_hits,
 )
@@ -1063,8 +1064,7 @@ def _hits(found: Iterable[Any], *, negated: bool) -> Hits:
     pairs = [(int(hit["id"]), float(hit["distance"])) for hit in found]
     ids = np.array([p for p, _ in pairs], dtype=np.int64)
     scores = np.array([abs(s) if negated else s for _, s in pairs], dtype=np.float32)
-    order = np.lexsort((ids, -scores))
-    return ids[order], scores[order]
+    return best_first(ids, scores)
 
 
 def _passage(row: dict[str, Any]) -> Passage:
