@@ -20,6 +20,7 @@ from rag.cite import (
     support,
 )
 from rag.cite.check import clauses
+from rag.parts import split_question
 from rag.types import Passage
 
 # The paragraph the issue asks the support check to be tried on.
@@ -240,7 +241,11 @@ def answer_cases() -> list[Any]:
 @pytest.mark.parametrize("case", answer_cases())
 def test_answer_case(case: dict[str, Any]) -> None:
     assert case["expected"] in ("answered", "declined")
-    checked = check_answer(case["answer"], [passage(case["paragraph"])], question=case["question"])
+    # Checked as the answer path checks it: each part of the question judged on its own.
+    parts = [part.text for part in split_question(case["question"])]
+    checked = check_answer(
+        case["answer"], [passage(case["paragraph"])], question=case["question"], parts=parts
+    )
     assert checked.abstained == (case["expected"] == "declined"), case["why"]
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from rag.cite.terms import (
     DATE_WORDS,
+    MONTHS,
     NUMBER_WORDS,
     WORD_RE,
     Number,
@@ -312,7 +313,15 @@ def _about(
         for word in map(norm_word, run)
         if word in terms.asked_names
     }
-    missing = [n for n in terms.names if norm_word(n) not in found and norm_word(n) in named]
+    # A name the question gives only as context ("since the liberation of Auschwitz") may be
+    # missing where the figure is said; one the question is about ("did Amazon invest") may not.
+    missing = [
+        n
+        for n in terms.names
+        if norm_word(n) not in found
+        and norm_word(n) in named
+        and (norm_word(n) not in terms.asked_names or norm_word(n) in terms.question_actors)
+    ]
     known = claim_names | terms.question_names
     foreign = [
         name
@@ -331,11 +340,15 @@ def _about(
     return shared >= round(RELATION_SHARE * len(words))
 
 
+_MONTH_FORMS = frozenset(MONTHS.values())
+
+
 def measures_asked(terms: Terms, index: ParagraphIndex, asked: str) -> bool:
     """Whether a figure the claim adds is, in the paragraph, a figure of what ``asked`` (a
     question asking for a figure) is about: said in a sentence that holds what it counts ("how
     many survivors": survivors), when the paragraph counts that anywhere, else one of its
-    content words; and, where that sentence dates it, dated in one of the question's years.
+    content words; and, where that sentence dates it, dated in one of the question's years (and
+    in its month, where the paragraph dates figures by that month).
 
     A paragraph may support a claim word for word and still not answer the question: "Some six
     million people perished in the Holocaust" is no count of the survivors who attended a
@@ -352,13 +365,25 @@ def measures_asked(terms: Terms, index: ParagraphIndex, asked: str) -> bool:
     if not added or not words or not index.sentences:
         return True
     years = [n for n in question.numbers if is_year(n)]
+    # A month the question dates the figure by decides where the paragraph dates some of its
+    # figures by it: "fell to 9.6% in December" answers "the rate in December 2004", "the
+    # average for the whole of 2004 was 11.5%" does not.
+    months = {w for w in map(norm_word, WORD_RE.findall(asked)) if w in _MONTH_FORMS}
+    by_month = bool(months) and any(months & s.words for s in index.sentences)
     for number in added:
-        sentences = [s for s in index.sentences if _number_found(number, s)]
-        if not sentences:
+        said = [i for i, s in enumerate(index.sentences) if _number_found(number, s)]
+        if not said:
             return True  # said through the title or a relative date: nothing to place it by
-        for sentence in sentences:
+        for i in said:
+            sentence = index.sentences[i]
             dated = [n for n in sentence.numbers if is_year(n) and n != number]
             if years and dated and not any(_number_found(y, sentence) for y in years):
+                continue
+            # A sentence that gives no date of its own may be dated by the one before it
+            # ("on 14 December ... that day"); one that does ("for the whole of 2004") is not.
+            own_date = dated or bool(_MONTH_FORMS & sentence.words)
+            placed = sentence if own_date else index.windows[i]
+            if by_month and not months & placed.words:
                 continue
             if any(_content_found(w, sentence) for w in words):
                 return True

@@ -138,6 +138,9 @@ class Terms:
     """Every name the question gives (lower case), whether or not the sentence repeats it."""
     question_words: tuple[str, ...] = ()
     """The question's content words: what a bare answer ("£3.7bn.") is about."""
+    question_actors: frozenset[str] = frozenset()
+    """The question's names that act in it ("did Amazon invest"), not those after a preposition
+    ("since the liberation of Auschwitz"): see :func:`acting_names`."""
 
     @property
     def count(self) -> int:
@@ -254,6 +257,8 @@ class Question:
     """The figures the question gives."""
     words: tuple[str, ...] = ()
     """Its content words (lower case, no stopwords)."""
+    actors: frozenset[str] = frozenset()
+    """Its names that are not right after a preposition (:func:`acting_names`)."""
     text: str = ""
 
     @classmethod
@@ -274,6 +279,7 @@ class Question:
                     if not _is_name(t) and w not in STOPWORDS and len(w) >= 3
                 )
             ),
+            actors=frozenset(acting_names(question)),
             text=question,
         )
 
@@ -347,6 +353,7 @@ def extract_terms(sentence: str, question: Question = NO_QUESTION) -> Terms:
         given,
         question.names,
         question.words,
+        question.actors,
     )
 
 
@@ -474,27 +481,89 @@ FRACTION_WORDS = {
 # does not answer it, however well its words match a paragraph.
 _QUANTITIES = "|".join(sorted(word_set(_DATA, "data/quantity-nouns.txt")))
 _NAMED = "|".join(sorted(word_set(_DATA, "data/named-nouns.txt")))
+# Where a question's question word may stand: at its start, or after a clause that sets the
+# scene ("Once Yukos withdrew its threat, which bank remained the target?").
+_CLAUSE_START = r"(?:^|[,;:]\s+)\W*"
 _ASKS_FIGURE_RE = re.compile(
     r"\bhow (?:much|many|old|long|large|big|far|high|tall)\b|\bby how much\b|"
     # "what price", "at what value", "what final score"
-    rf"^\W*(?:\w+ )?(?:what|which) (?:\w+ )?(?:{_QUANTITIES})\b|"
+    rf"{_CLAUSE_START}(?:\w+ )?(?:what|which) (?:\w+ )?(?:{_QUANTITIES})\b|"
     # "what was the final score", "what was Brazil's unemployment rate"
-    r"^\W*(?:\w+ )?what (?:was|is|were|are|had been|will be) "
+    rf"{_CLAUSE_START}(?:\w+ )?what (?:was|is|were|are|had been|will be) "
     rf"(?:the |an? |(?:[A-Z][\w-]* ){{0,3}}[\w-]+'s )(?:\w+ ){{0,2}}(?:{_QUANTITIES})\b",
     re.IGNORECASE,
 )
-_ASKS_NAME_RE = re.compile(rf"^\W*(?:\w+ )?(?:which|what) (?:\w+ )?(?:{_NAMED})\b", re.IGNORECASE)
+_ASKS_NAME_RE = re.compile(
+    rf"{_CLAUSE_START}(?:\w+ )?(?:which|what) (?:\w+ )?(?:{_NAMED})\b", re.IGNORECASE
+)
+
+
+_MONEY_WORDS = word_set(_DATA, "data/money-words.txt")
+_CURRENCIES = "|".join(sorted(word_set(_DATA, "data/currency-words.txt")))
+_ASKS_AMOUNT_RE = re.compile(
+    rf"\bhow much\b"
+    rf"|{_CLAUSE_START}(?:\w+ )?(?:what|which) (?:\w+ )?(?:price|value|cost|sum|amount)\b",
+    re.I,
+)
+# A figure in a currency: "$1.2bn", "£40m", "US$5", "3 trillion yen", "1bn roubles", "53p".
+_MONEY_RE = re.compile(
+    rf"[$€£¥]\s?\d|\d\s?(?:p|c)\b|\d[\d.,]*\s?(?:(?:thousand|million|billion|trillion|m|bn|tn)\s?)?"
+    rf"(?:{_CURRENCIES})\b",
+    re.IGNORECASE,
+)
+_ASKS_SHARE_RE = re.compile(
+    r"\bwhat (?:\w+ )?(?:proportion|share|percentage|fraction|per ?cent)\b|\bhow many per ?cent\b",
+    re.IGNORECASE,
+)
+# A share: "75%", "40 per cent", "three-quarters", "half", "one in five", "2 out of 3".
+_COUNT = r"(?:\d[\d.,]*|a|" + "|".join(NUMBER_WORDS) + ")"
+_SHARE_RE = re.compile(
+    r"\b(?:half|halves|thirds?|quarters?|fifths?|tenths?|majority|minority)\b"
+    rf"|\b{_COUNT} (?:in|out of) (?:every )?{_COUNT}\b",
+    re.IGNORECASE,
+)
+
+
+def asks_money(question: str) -> bool:
+    """Whether ``question`` asks for an amount of money: "how much did it cost", "at what
+    value had the offer put UFJ" (but not "how much data will a disc store")."""
+    if not _ASKS_AMOUNT_RE.search(question):
+        return False
+    return any(norm_word(w) in _MONEY_WORDS for w in WORD_RE.findall(question))
+
+
+def states_money(sentence: str) -> bool:
+    """Whether ``sentence`` gives a figure in a currency."""
+    return bool(_MONEY_RE.search(normalise(strip_markers(sentence))))
+
+
+def asks_share(question: str) -> bool:
+    """Whether ``question`` asks for a proportion ("what share", "what percentage")."""
+    return bool(_ASKS_SHARE_RE.search(question))
+
+
+def states_share(sentence: str, numbers: tuple[Number, ...]) -> bool:
+    """Whether a sentence whose new figures are ``numbers`` gives a proportion."""
+    return any(n.percent for n in numbers) or bool(_SHARE_RE.search(sentence))
 
 
 def can_answer(sentence: str, question: str | Question, asked: str | None = None) -> bool:
     """Whether ``sentence`` states something that can answer ``asked`` (by default the
     question itself; a part of it otherwise): a figure the question does not give where it
-    asks for one, a new name where it asks for one, else anything new. A sentence that only
+    asks for one (in a currency where it asks for money, a proportion where it asks for a
+    share), a new name where it asks for one, else anything new. A sentence that only
     restates the question answers nothing."""
     question = question if isinstance(question, Question) else Question.of(question)
     new = new_terms(sentence, question)
     wanted = question.text if asked is None else asked
     if asks_figure(wanted):
+        # A figure of the kind asked for: money where it asks what something cost, a share
+        # where it asks what share. "A digital print costs less than a 35mm print" gives a
+        # figure, but no price.
+        if asks_money(wanted) and not states_money(sentence):
+            return False
+        if asks_share(wanted) and not states_share(sentence, new.numbers):
+            return False
         return bool(new.numbers)
     if asks_name(wanted):
         return bool(new.names or new.numbers)
