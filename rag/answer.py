@@ -132,18 +132,28 @@ def stream_answer(
     else:
         answer = yield from reader.answer(question, first)
     answered = answered_parts(question, parts, [] if answer.abstained else answer.sentences)
-    extra: list[tuple[Part, Answer, list[Sentence]]] = []
-    for index, (part, done) in enumerate(zip(parts, answered, strict=True)):
-        if done:
+    extra: list[tuple[Answer, list[Sentence]]] = []
+    for index, part in enumerate(parts):
+        if answered[index]:
             continue
         # Searched for by the part with the names the rest of the question gives (a second
-        # part says "the pair" where the first named the bank); read as the whole question,
-        # so that the model knows whom "the pair" means.
-        found = retrieve(with_context(part, question))
+        # part says "the pair" where the first named the bank), and asked as the part itself
+        # (:func:`focus`): asked the whole question again, the model answers the part it has
+        # answered already.
+        found = unread_first(retrieve(with_context(part, question)), first)
         yield ReadOn(part=part.text, passages=len(found))
-        more = yield from reader.answer(question, found)
-        added = [] if more.abstained else sentences_for(question, parts, index, more.sentences)
-        extra.append((part, more, added))
+        more = yield from reader.answer(question, found, focus(part, question))
+        added: list[Sentence] = []
+        # What it answers of any part still open counts: read for one part, the model often
+        # answers another.
+        for other in range(len(parts)):
+            if answered[other] or more.abstained:
+                continue
+            found_for = sentences_for(question, parts, other, more.sentences)
+            if found_for:
+                answered[other] = True
+                added += [s for s in found_for if s not in added]
+        extra.append((more, added))
     yield combine(answer, parts, answered, extra)
 
 
@@ -172,13 +182,16 @@ class _Reader:
         self.budget = min(max_prompt_tokens, generator.context_length - max_new_tokens)
 
     def answer(
-        self, question: str, passages: list[Passage]
+        self, question: str, passages: list[Passage], asked: str | None = None
     ) -> collections.abc.Generator[str | Retry, None, Answer]:
-        """The best passage alone first (``best_first``), then all of them if need be."""
+        """The best passage alone first (``best_first``), then all of them if need be.
+
+        ``asked`` is what the model is asked, when not the whole question (one of its parts).
+        """
         if not passages:
             timings = {**self.timings, "total": self.timings.get("retrieval", 0.0)}
             return abstained_answer(question, passages, timings)
-        shown = self.shown(question)
+        shown = self.shown(asked or question)
         if not self.best_first or len(passages) == 1:
             return (yield from self.read(question, shown, passages))
         first = yield from self.read(question, shown, passages[:1])
@@ -233,6 +246,14 @@ def best_per_part(
     return chosen
 
 
+def unread_first(found: list[Passage], read: list[Passage]) -> list[Passage]:
+    """``found`` with the paragraphs not yet read first: the first reading had those others
+    and left the part open, and the part's fact is often in another article (the second film's
+    box office, where the men landed)."""
+    unread = [p for p in found if not any(_same(p, r) for r in read)]
+    return unread + [p for p in found if p not in unread]
+
+
 def _same(one: Passage, other: Passage) -> bool:
     return (one.source, one.paragraph) == (other.source, other.paragraph) or one.text == other.text
 
@@ -258,6 +279,35 @@ def with_context(part: Part, question: str) -> str:
     return f"{part.text} {' '.join(dict.fromkeys(extra))}".strip()
 
 
+def focus(part: Part, question: str) -> str:
+    """What the model is asked when it reads on for ``part``: the part itself, with the names
+    the rest of the question gives where the part names no one of its own ("In which city did
+    the pair work?" after "... at Bank of China"). A part that leaves out what it asks about
+    ("and what was Germany's in November 2004?") is asked as the whole question. A part that
+    points back ("how old was he") gets those names too."""
+    if len(extract_terms(part.text).content) < _ELLIPTIC_WORDS:
+        return question
+    own = extract_terms(part.text)
+    if any(norm_word(n) not in DATE_WORDS for n in own.names) and not _BACK_RE.search(part.text):
+        return part.text
+    names = extract_terms(question).names
+    found = (re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_SPAN_RE.finditer(question))
+    spans = [
+        span
+        for span in dict.fromkeys(found)
+        if any(n in span.split() for n in names)
+        and span.lower() not in part.text.lower()
+        and not all(norm_word(w) in DATE_WORDS for w in span.split())
+    ]
+    return f"{part.text} (The question is about {', '.join(spans)}.)" if spans else part.text
+
+
+# Words by which a part points back at whom the part before it named ("how old was he").
+_BACK_RE = re.compile(r"\b(?:he|she|it|they|them|him|her|the pair|the men)\b", re.I)
+# A name as the question writes it, with its small words: "Bank of China", "Queen's Club".
+_NAME_SPAN_RE = re.compile(r"[A-Z][\w'’.-]*(?:\s+(?:(?:of|and|the|de|for)\s+)?[A-Z][\w'’.-]*)*")
+
+
 def sentences_for(
     question: str, parts: list[Part], index: int, sentences: list[Sentence]
 ) -> list[Sentence]:
@@ -278,14 +328,15 @@ def combine(
     answer: Answer,
     parts: list[Part],
     answered: list[bool],
-    extra: list[tuple[Part, Answer, list[Sentence]]],
+    extra: list[tuple[Answer, list[Sentence]]],
 ) -> Answer:
     """The first answer with what reading on for its unanswered parts added.
 
-    ``extra`` holds each part read for, the answer of that reading and its sentences that
-    answer the part. Those are added (citations numbered on after the first answer's, a
-    paragraph cited twice keeping one number); for a part they leave unanswered, a sentence
-    says so. The readings and timings of every reading add up.
+    ``extra`` holds the answer of each reading on and its sentences that answer a part the
+    first answer left open; ``answered`` says, for each part, whether some reading answered it.
+    The sentences are added (citations numbered on after the first answer's, a paragraph cited
+    twice keeping one number); for a part still unanswered, a sentence says so. The readings
+    and timings of every reading add up.
     """
     texts = [] if answer.abstained else [answer.text]
     citations = [] if answer.abstained else list(answer.citations)
@@ -294,21 +345,15 @@ def combine(
     readings = list(answer.readings)
     timings = dict(answer.timings)
     number_of = {(c.passage.source, c.passage.paragraph): c.number for c in citations}
-    solved: set[int] = set()
-    for part, more, added in extra:
+    for more, added in extra:
         readings += more.readings
         for stage in ("prefill", "generation", "total"):
             timings[stage] = timings.get(stage, 0.0) + more.timings.get(stage, 0.0)
         timings["total"] -= more.timings.get("retrieval", 0.0)
-        fresh = [s for s in added if s.text not in {t.text for t in sentences}]
-        if not fresh:
-            note = f"The indexed articles do not answer this part of the question: {part.text}"
-            texts.append(note)
-            sentences.append(Sentence(note, [], True))
-            continue
-        solved.add(id(part))
         by_number = {c.number: c for c in more.citations}
-        for sentence in fresh:
+        for sentence in added:
+            if sentence.text in {t.text for t in sentences}:
+                continue
             numbers = []
             for n in sentence.citations:
                 citation = by_number[n]
@@ -322,10 +367,12 @@ def combine(
             renumbered = replace(sentence, citations=sorted(numbers))
             sentences.append(renumbered)
             texts.append(render(renumbered.text, renumbered.citations))
-    status = [
-        PartAnswered(part.text, done or id(part) in solved)
-        for part, done in zip(parts, answered, strict=True)
-    ]
+    for part, done in zip(parts, answered, strict=True):
+        if not done:
+            note = f"The indexed articles do not answer this part of the question: {part.text}"
+            texts.append(note)
+            sentences.append(Sentence(note, [], True))
+    status = [PartAnswered(part.text, done) for part, done in zip(parts, answered, strict=True)]
     if citations:
         combined = replace(
             answer,
