@@ -134,29 +134,6 @@ def test_the_question_s_own_names_need_not_all_be_repeated_by_the_paragraph() ->
     assert check_answer(answer, [other], question=question).abstained
 
 
-def test_a_name_the_question_gives_as_context_need_not_be_where_the_figure_is() -> None:
-    # "of Auschwitz" dates the day, it is not who acts: the sentence that gives the date need
-    # not name it, while "Prince Edward" there is no substitution for anyone asked about.
-    day = passage(
-        2,
-        "Prince Edward will join the delegation marking the liberation on National Holocaust "
-        "Memorial Day on 27 January. The Tories said they were glad. Between 1.1 and 1.5 million "
-        "people were killed at Auschwitz.",
-    )
-    question = (
-        "On what date was National Holocaust Memorial Day, marking 60 years since the liberation "
-        "of Auschwitz?"
-    )
-    answer = "Holocaust Memorial Day was on 27 January, marking the liberation of Auschwitz [1]."
-    assert not check_answer(answer, [day], question=question).abstained
-    # A name the question asks about still may not be swapped for someone else's figure.
-    assert check_answer(
-        "Amazon invested $10 billion in OpenAI this year [1].",
-        [DEALS],
-        question="How much did Amazon invest in OpenAI?",
-    ).abstained
-
-
 def test_an_irregular_past_tense_meets_its_base_form() -> None:
     hall = passage(
         3, "In Britain, the Queen will lead the nation's commemoration in Westminster Hall."
@@ -167,72 +144,6 @@ def test_an_irregular_past_tense_meets_its_base_form() -> None:
         question="Where did the Queen lead the commemoration?",
     )
     assert not checked.abstained and all(s.supported for s in checked.sentences)
-
-
-def test_a_question_about_money_wants_an_amount_of_money() -> None:
-    prints = passage(
-        4, "A digital print costs less than a traditional 35mm print, the council said."
-    )
-    question = "How much does a digital print of a film cost distributors?"
-    assert check_answer(
-        "A digital print costs less than a 35mm print [1].", [prints], question=question
-    ).abstained
-    priced = passage(5, "A digital print costs distributors about £1,000, the council said.")
-    assert not check_answer(
-        "A digital print costs about £1,000 [1].", [priced], question=question
-    ).abstained
-    # "How much data" asks for no money.
-    disc = passage(6, "A Blu-ray disc will store 50GB, against 4.7GB for a DVD.")
-    assert not check_answer(
-        "A Blu-ray disc will store 50GB [1].",
-        [disc],
-        question="How much data will a Blu-ray disc store?",
-    ).abstained
-
-
-def test_a_question_about_a_share_wants_a_proportion() -> None:
-    survey = passage(
-        7,
-        "The survey found that 11 million Americans own MP3 players; one in five of them are "
-        "teenagers.",
-    )
-    question = "What proportion of Americans own an MP3 player?"
-    assert check_answer(
-        "Some 11 million Americans own MP3 players [1].", [survey], question=question
-    ).abstained
-    assert not check_answer(
-        "One in five MP3 player owners are teenagers [1].",
-        [survey],
-        question="What share of MP3 player owners are teenagers?",
-    ).abstained
-
-
-def test_a_figure_asked_for_a_month_is_the_one_the_paragraph_gives_for_that_month() -> None:
-    rates = passage(
-        8,
-        "Brazil's unemployment rate fell to 9.6% in December from 10.6% in November. The jobless "
-        "rate average for the whole of 2004 was 11.5%, down from 12.3% in 2003.",
-    )
-    question = "What was Brazil's unemployment rate in December 2004?"
-    assert check_answer(
-        "Brazil's unemployment rate in December 2004 was 11.5% [1].", [rates], question=question
-    ).abstained
-    assert not check_answer(
-        "Brazil's unemployment rate in December 2004 was 9.6% [1].", [rates], question=question
-    ).abstained
-
-
-def test_a_question_word_after_a_clause_still_asks_for_a_name() -> None:
-    banks = passage(
-        9,
-        "Yukos dropped its threat to sue five banks but kept its complaint against Deutsche Bank, "
-        "which had accused it of fraud.",
-    )
-    question = "Once Yukos withdrew its threat to sue five banks, which bank remained the target?"
-    unnamed = "The bank that remained the target had accused Yukos of fraud [1]."
-    assert check_answer(unnamed, [banks], question=question).abstained
-    named = "Deutsche Bank remained the target [1]."
-    assert not check_answer(named, [banks], question=question).abstained
 
 
 def test_this_year_is_dated_by_the_article() -> None:
