@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.cite.assemble import render
-from rag.cite.terms import DATE_WORDS, Question, can_answer, extract_terms, norm_word
+from rag.cite.terms import DATE_WORDS, Question, Terms, can_answer, extract_terms, norm_word
 from rag.generate import ChatModel, Generation
 from rag.generate.base import last_of
 from rag.parts import Part, about, answered_parts, split_question
@@ -146,9 +146,8 @@ def stream_answer(
         added: list[Sentence] = []
         # What it answers of any part still open counts: read for one part, the model often
         # answers another.
-        for other in range(len(parts)):
-            if answered[other] or more.abstained:
-                continue
+        still_open = [] if more.abstained else [j for j, done in enumerate(answered) if not done]
+        for other in still_open:
             found_for = sentences_for(question, parts, other, more.sentences)
             if found_for:
                 answered[other] = True
@@ -272,11 +271,16 @@ def with_context(part: Part, question: str) -> str:
     whole = extract_terms(question)
     lowered = part.text.lower()
     extra: list[str] = []
-    if not any(norm_word(n) not in DATE_WORDS for n in own.names):
+    if not _names_subject(own):
         extra += [n for n in whole.names if n.lower() not in lowered]
     if len(own.content) < _ELLIPTIC_WORDS:
         extra += [w for w in whole.content if w not in lowered]
     return f"{part.text} {' '.join(dict.fromkeys(extra))}".strip()
+
+
+def _names_subject(terms: Terms) -> bool:
+    """Whether a part names someone or something of its own (a month dates, it names nobody)."""
+    return any(norm_word(n) not in DATE_WORDS for n in terms.names)
 
 
 def focus(part: Part, question: str) -> str:
@@ -285,10 +289,10 @@ def focus(part: Part, question: str) -> str:
     the pair work?" after "... at Bank of China"). A part that leaves out what it asks about
     ("and what was Germany's in November 2004?") is asked as the whole question. A part that
     points back ("how old was he") gets those names too."""
-    if len(extract_terms(part.text).content) < _ELLIPTIC_WORDS:
-        return question
     own = extract_terms(part.text)
-    if any(norm_word(n) not in DATE_WORDS for n in own.names) and not _BACK_RE.search(part.text):
+    if len(own.content) < _ELLIPTIC_WORDS:
+        return question
+    if _names_subject(own) and not _BACK_RE.search(part.text):
         return part.text
     names = extract_terms(question).names
     found = (re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_SPAN_RE.finditer(question))
