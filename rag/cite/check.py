@@ -31,6 +31,7 @@ from rag.cite.terms import (
     asks_figure,
     can_answer,
     extract_terms,
+    new_terms,
 )
 from rag.types import Citation, Passage, Sentence
 
@@ -186,13 +187,13 @@ def _answers(
     :func:`rag.cite.scoring.measures_asked`). A restated question answers nothing."""
     if not question.text:
         return True
-    terms = extract_terms(unit.body, question)
+    added = new_terms(unit.body, question).numbers
     for part in parts:
         if not can_answer(unit.body, question, part):
             continue
         if asks_figure(part):
             keys = unit.credited or set(unit.keys)
-            if not any(measures_asked(terms, indexes[k], part) for k in keys):
+            if not any(measures_asked(added, indexes[k], part) for k in keys):
                 continue
         return True
     return False

@@ -15,6 +15,7 @@ support "Amazon invested $10 billion").
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag.cite.terms import (
@@ -36,6 +37,7 @@ from rag.cite.terms import (
 )
 from rag.sentences import split_sentences
 from rag.stemming import stem
+from rag.wordlists import read_entries
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -343,12 +345,14 @@ def _about(
 _MONTH_FORMS = frozenset(MONTHS.values())
 
 
-def measures_asked(terms: Terms, index: ParagraphIndex, asked: str) -> bool:
-    """Whether a figure the claim adds is, in the paragraph, a figure of what ``asked`` (a
-    question asking for a figure) is about: said in a sentence that holds what it counts ("how
-    many survivors": survivors), when the paragraph counts that anywhere, else one of its
-    content words; and, where that sentence dates it, dated in one of the question's years (and
-    in its month, where the paragraph dates figures by that month).
+def measures_asked(added: Sequence[Number], index: ParagraphIndex, asked: str) -> bool:
+    """Whether a figure the claim adds (``added``, figures or number words the question does not
+    give) is, in the paragraph, a figure of what ``asked`` (a question asking for a figure) is
+    about: the paragraph mentions what the question counts, if it counts something; the figure
+    is said in a sentence that holds what it counts ("how many survivors": survivors), when the
+    paragraph counts that anywhere, else one of its content words; and, where that sentence
+    dates it, dated in one of the question's years (and in its month, where the paragraph dates
+    figures by that month).
 
     A paragraph may support a claim word for word and still not answer the question: "Some six
     million people perished in the Holocaust" is no count of the survivors who attended a
@@ -356,13 +360,20 @@ def measures_asked(terms: Terms, index: ParagraphIndex, asked: str) -> bool:
     the cost by 2010. The sentence alone is searched, not the window of :func:`_related`: the
     sentence before it is often the one the question was about.
     """
-    added = [n for n in terms.numbers if n not in terms.asked_numbers]
     question = Question.of(asked)
+    if not added or not index.sentences:
+        return True
+    # A paragraph that never mentions what the question counts ("how many spectators") or whom
+    # a share is of ("what proportion of American teenagers") gives no figure of it: its 59%
+    # is a share of the owners of players, not of teenagers.
+    wanted = counted_words(asked)
+    if wanted and not any(_content_found(a, index) for w in wanted for a in _alike(w)):
+        return False
     # What is counted decides only where the paragraph counts it somewhere ("six million
     # people perished ... 400 survivors attended"); else any word of the question may.
-    counted = [w for w in counted_words(asked) if any(_counts(s.text, w) for s in index.sentences)]
+    counted = [w for w in wanted if any(_counts(s.text, w) for s in index.sentences)]
     words = counted or question.words
-    if not added or not words or not index.sentences:
+    if not words:
         return True
     years = [n for n in question.numbers if is_year(n)]
     # A month the question dates the figure by decides where the paragraph dates some of its
@@ -388,6 +399,20 @@ def measures_asked(terms: Terms, index: ParagraphIndex, asked: str) -> bool:
             if any(_content_found(w, sentence) for w in words):
                 return True
     return False
+
+
+_ALIKE_GROUPS = [
+    tuple(entry.split()) for entry in read_entries("rag.cite", "data/counted-alike.txt")
+]
+
+
+def _alike(word: str) -> tuple[str, ...]:
+    """``word`` and the words that count the same ("viewers": "audience", ...), with the verb
+    of an agent noun ("owners": "own", as in "Americans who own MP3 players")."""
+    target = stem(word)
+    groups = [g for g in _ALIKE_GROUPS if any(stem(w) == target for w in g)]
+    verb = (target[:-2],) if target.endswith("er") and len(target) >= 5 else ()
+    return (word, *verb, *(w for g in groups for w in g if w != word))
 
 
 def _counts(text: str, word: str) -> bool:

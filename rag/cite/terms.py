@@ -579,18 +579,38 @@ _COUNTED_RE = re.compile(
 )
 
 
+# "How many spectators watched", "what proportion of American teenagers own": where no verb
+# like "did" closes what is counted, its first word.
+_COUNTED_START_RE = re.compile(
+    r"\bhow many ((?:[\w'-]+ ){1,4})"
+    r"|\b(?:proportion|share|percentage|fraction|per ?cent) of (?:the |its |their |all )?"
+    r"((?:[\w'-]+ ){1,4})",
+    re.IGNORECASE,
+)
+
+
 def counted_words(question: str) -> tuple[str, ...]:
     """What a "how many" question counts ("How many Holocaust survivors attended" -> survivors),
-    without the words that only ask for a figure ("how many people"); empty for other questions."""
-    counted = _COUNTED_RE.search(normalise(question))
-    if not counted:
+    or whom a share is of ("what proportion of American teenagers" -> teenagers), without the
+    words that only ask for a figure ("how many people"); empty for other questions."""
+    normalised = normalise(question)
+    counted = _COUNTED_RE.search(normalised)
+    if counted:
+        return _counted(counted.group(1))
+    start = _COUNTED_START_RE.search(normalised + " ")
+    if not start:
         return ()
-    words = (
-        norm_word(t)
-        for t in WORD_RE.findall(counted.group(1))
-        if not _is_name(t) and norm_word(t) not in STOPWORDS
+    return _counted(start.group(1) or start.group(2))[:1]
+
+
+def _counted(words: str) -> tuple[str, ...]:
+    """The content words of ``words`` that say what is counted: no names, figures or words
+    that only ask for a figure."""
+    found = (norm_word(t) for t in WORD_RE.findall(words) if not _is_name(t))
+    skip = (STOPWORDS, NUMBER_WORDS, SCALES, _GENERIC_MEASURES)
+    return tuple(
+        w for w in found if len(w) >= 3 and not w[0].isdigit() and not any(w in s for s in skip)
     )
-    return tuple(w for w in words if w not in _GENERIC_MEASURES and len(w) >= 3)
 
 
 def asks_figure(question: str) -> bool:
