@@ -148,7 +148,7 @@ def stream_answer(
         # answers another.
         still_open = [] if more.abstained else [j for j, done in enumerate(answered) if not done]
         for other in still_open:
-            found_for = sentences_for(question, parts, other, more.sentences)
+            found_for = sentences_for(question, parts, other, more.sentences, asked=index)
             if found_for:
                 answered[other] = True
                 added += [s for s in found_for if s not in added]
@@ -313,18 +313,33 @@ _NAME_SPAN_RE = re.compile(r"[A-Z][\w'’.-]*(?:\s+(?:(?:of|and|the|de|for)\s+)?
 
 
 def sentences_for(
-    question: str, parts: list[Part], index: int, sentences: list[Sentence]
+    question: str,
+    parts: list[Part],
+    index: int,
+    sentences: list[Sentence],
+    asked: int | None = None,
 ) -> list[Sentence]:
-    """The supported sentences of a reading that answer part ``index`` of ``question``."""
+    """The supported sentences of a reading that answer part ``index`` of ``question``.
+
+    ``asked`` is the part the reading was asked (:func:`focus`): a sentence answering it need
+    not repeat its words ("On 16 March [1]." to "On what date was the Budget due?"), so for
+    that part a sentence about no other part will do."""
     part = parts[index]
-    asked = Question.of(question)
+    question_of = Question.of(question)
+
+    def about_part(sentence: Sentence) -> bool:
+        if about(sentence, part, parts):
+            return True
+        others = (p for j, p in enumerate(parts) if j != index)
+        return index == asked and not any(about(sentence, p, parts) for p in others)
+
     return [
         s
         for s in sentences
         if s.supported
         and s.citations
-        and about(s, part, parts)
-        and can_answer(s.text, asked, part.text)
+        and about_part(s)
+        and can_answer(s.text, question_of, part.text)
     ]
 
 

@@ -79,9 +79,18 @@ def own_stems(part: Part, parts: list[Part]) -> set[str]:
 
 
 def about(sentence: Sentence, part: Part, parts: list[Part]) -> bool:
-    """Whether ``sentence`` is about ``part``: it shares the part's own words (any sentence is,
-    when the question has one part)."""
-    return len(parts) == 1 or bool(own_stems(part, parts) & _stems(sentence.text))
+    """Whether ``sentence`` is about ``part``: it shares the part's own words, no fewer of them
+    than of any other part's (any sentence is, when the question has one part).
+
+    "Tymoshenko said as many as 3,000 firms may have their privatisations reviewed" shares
+    "firms" with "how many top firms had Yushchenko said would be targeted", but it is about the
+    part that names Tymoshenko: counted for both, it would leave the second part unread for."""
+    if len(parts) == 1:
+        return True
+    stems = _stems(sentence.text)
+    shared = [len(own_stems(p, parts) & stems) for p in parts]
+    mine = shared[parts.index(part)]
+    return mine > 0 and mine == max(shared)
 
 
 def answered_parts(question: str, parts: list[Part], sentences: list[Sentence]) -> list[bool]:

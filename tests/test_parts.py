@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from rag import RAG, Answer, Passage
-from rag.answer import final_answer, focus, stream_answer
+from rag.answer import final_answer, focus, sentences_for, stream_answer
 from rag.cite import check_answer
 from rag.cite.assemble import dated
 from rag.cite.terms import asks_figure, new_terms
 from rag.generate import Generation
-from rag.parts import split_question
+from rag.parts import answered_parts, split_question
 from rag.prompt import load_templates
-from rag.types import ReadOn, Retry
+from rag.types import ReadOn, Retry, Sentence
 
 
 @pytest.mark.parametrize(
@@ -293,6 +293,40 @@ def test_reading_on_asks_the_part_with_the_names_it_leans_on(part: str, asked: s
     from rag.parts import Part
 
     assert focus(Part(part), question) == asked
+
+
+def test_a_sentence_answers_the_part_it_is_most_about() -> None:
+    question = (
+        "How many businesses did Prime Minister Yulia Tymoshenko say would have their "
+        "privatisations reviewed, and how many top firms had President Viktor Yushchenko said "
+        "would be targeted?"
+    )
+    parts = split_question(question)
+    first = Sentence(
+        "Prime Minister Yulia Tymoshenko said as many as 3,000 firms may have their "
+        "privatisations reviewed.",
+        [1],
+        True,
+    )
+    # It says "firms", a word of the second part only, but it is about the first.
+    assert answered_parts(question, parts, [first]) == [True, False]
+    second = Sentence("Mr Yushchenko said 30 to 40 top firms would be targeted.", [1], True)
+    assert answered_parts(question, parts, [first, second]) == [True, True]
+
+
+def test_a_bare_answer_to_the_part_read_for_answers_that_part() -> None:
+    question = (
+        "On what date was Gordon Brown due to deliver his Budget, and how many Budgets would "
+        "that make for him since Labour came to power?"
+    )
+    parts = split_question(question)
+    bare = [Sentence("On 16 March.", [1], True)]
+    # Read for the date, "On 16 March." answers it without repeating its words ...
+    assert sentences_for(question, parts, 0, bare, asked=0) == bare
+    # ... but not a part it was not read for, nor a part another sentence is about.
+    assert sentences_for(question, parts, 0, bare, asked=1) == []
+    other = [Sentence("It was his ninth Budget since Labour came to power in 1997.", [1], True)]
+    assert sentences_for(question, parts, 0, other, asked=0) == []
 
 
 def test_a_part_no_passage_answers_is_said_plainly() -> None:
