@@ -350,15 +350,17 @@ def measures_asked(added: Sequence[Number], index: ParagraphIndex, asked: str) -
     give) is, in the paragraph, a figure of what ``asked`` (a question asking for a figure) is
     about: the paragraph mentions what the question counts, if it counts something; the figure
     is said in a sentence that holds what it counts ("how many survivors": survivors), when the
-    paragraph counts that anywhere, else one of its content words; and, where that sentence
-    dates it, dated in one of the question's years (and in its month, where the paragraph dates
-    figures by that month).
+    paragraph counts that anywhere, else a fair share of its content words (:data:`RELATION_SHARE`,
+    at least one); and, where that sentence dates it, dated in one of the question's years (and
+    in its month, where the paragraph dates figures by that month).
 
     A paragraph may support a claim word for word and still not answer the question: "Some six
     million people perished in the Holocaust" is no count of the survivors who attended a
-    reception, a film's box-office takings are not its budget, and what is spent by 2006 is not
-    the cost by 2010. The sentence alone is searched, not the window of :func:`_related`: the
-    sentence before it is often the one the question was about.
+    reception, a film's box-office takings are not its budget, what is spent by 2006 is not
+    the cost by 2010, and a mill "sold for $800m" is no figure of the "bid" of a steel group
+    that lost the "privatisation auction" (one word of seven). The sentence alone is searched,
+    not the window of :func:`_related`: the sentence before it is often the one the question
+    was about.
     """
     question = Question.of(asked)
     if not added or not index.sentences:
@@ -396,7 +398,8 @@ def measures_asked(added: Sequence[Number], index: ParagraphIndex, asked: str) -
             placed = sentence if own_date else index.windows[i]
             if by_month and not months & placed.words:
                 continue
-            if any(_content_found(w, sentence) for w in words):
+            shared = sum(any(_content_found(a, sentence) for a in _alike(w)) for w in words)
+            if shared >= max(1, round(RELATION_SHARE * len(words))):
                 return True
     return False
 
