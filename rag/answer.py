@@ -18,7 +18,7 @@ from rag.cite.assemble import render
 from rag.cite.terms import DATE_WORDS, Question, Terms, can_answer, extract_terms, norm_word
 from rag.generate import ChatModel, Generation
 from rag.generate.base import last_of
-from rag.parts import Part, about, answered_parts, split_question
+from rag.parts import Part, about, answered_parts, most_about, split_question
 from rag.prompt import (
     Templates,
     answer_messages,
@@ -324,14 +324,12 @@ def sentences_for(
     ``asked`` is the part the reading was asked (:func:`focus`): a sentence answering it need
     not repeat its words ("On 16 March [1]." to "On what date was the Budget due?"), so for
     that part a sentence about no other part will do."""
-    part = parts[index]
     question_of = Question.of(question)
 
     def about_part(sentence: Sentence) -> bool:
-        if about(sentence, part, parts):
+        if about(sentence, parts[index], parts):
             return True
-        others = (p for j, p in enumerate(parts) if j != index)
-        return index == asked and not any(about(sentence, p, parts) for p in others)
+        return index == asked and not most_about(sentence, parts)
 
     return [
         s
@@ -339,7 +337,7 @@ def sentences_for(
         if s.supported
         and s.citations
         and about_part(s)
-        and can_answer(s.text, question_of, part.text)
+        and can_answer(s.text, question_of, parts[index].text)
     ]
 
 

@@ -19,7 +19,7 @@ from rag.cite.terms import Question, can_answer, extract_terms, norm_word
 from rag.stemming import stem
 from rag.types import Sentence
 
-__all__ = ["Part", "answered_parts", "split_question"]
+__all__ = ["Part", "about", "answered_parts", "most_about", "split_question"]
 
 _QUESTION_WORD = r"(?:what|which|who|whom|whose|when|where|why|how)\b"
 _PREPOSITION = (
@@ -85,12 +85,14 @@ def about(sentence: Sentence, part: Part, parts: list[Part]) -> bool:
     "Tymoshenko said as many as 3,000 firms may have their privatisations reviewed" shares
     "firms" with "how many top firms had Yushchenko said would be targeted", but it is about the
     part that names Tymoshenko: counted for both, it would leave the second part unread for."""
-    if len(parts) == 1:
-        return True
+    return len(parts) == 1 or parts.index(part) in most_about(sentence, parts)
+
+
+def most_about(sentence: Sentence, parts: list[Part]) -> set[int]:
+    """The parts (by index) whose own words ``sentence`` shares most; none when it shares none."""
     stems = _stems(sentence.text)
     shared = [len(own_stems(p, parts) & stems) for p in parts]
-    mine = shared[parts.index(part)]
-    return mine > 0 and mine == max(shared)
+    return {i for i, n in enumerate(shared) if n and n == max(shared)}
 
 
 def answered_parts(question: str, parts: list[Part], sentences: list[Sentence]) -> list[bool]:

@@ -377,6 +377,7 @@ def measures_asked(added: Sequence[Number], index: ParagraphIndex, asked: str) -
     words = counted or question.words
     if not words:
         return True
+    alike = [_alike(w) for w in words]
     years = [n for n in question.numbers if is_year(n)]
     # A month the question dates the figure by decides where the paragraph dates some of its
     # figures by it: "fell to 9.6% in December" answers "the rate in December 2004", "the
@@ -398,24 +399,25 @@ def measures_asked(added: Sequence[Number], index: ParagraphIndex, asked: str) -
             placed = sentence if own_date else index.windows[i]
             if by_month and not months & placed.words:
                 continue
-            shared = sum(any(_content_found(a, sentence) for a in _alike(w)) for w in words)
+            shared = sum(any(_content_found(a, sentence) for a in forms) for forms in alike)
             if shared >= max(1, round(RELATION_SHARE * len(words))):
                 return True
     return False
 
 
-_ALIKE_GROUPS = [
-    tuple(entry.split()) for entry in read_entries("rag.cite", "data/counted-alike.txt")
-]
+# Each word's stem, to the words of the groups it is in (data/counted-alike.txt).
+_ALIKE: dict[str, list[str]] = {}
+for _entry in read_entries("rag.cite", "data/counted-alike.txt"):
+    for _word in _entry.split():
+        _ALIKE.setdefault(stem(_word), []).extend(_entry.split())
 
 
 def _alike(word: str) -> tuple[str, ...]:
     """``word`` and the words that count the same ("viewers": "audience", ...), with the verb
     of an agent noun ("owners": "own", as in "Americans who own MP3 players")."""
     target = stem(word)
-    groups = [g for g in _ALIKE_GROUPS if any(stem(w) == target for w in g)]
     verb = (target[:-2],) if target.endswith("er") and len(target) >= 5 else ()
-    return (word, *verb, *(w for g in groups for w in g if w != word))
+    return (word, *verb, *(w for w in _ALIKE.get(target, []) if w != word))
 
 
 def _counts(text: str, word: str) -> bool:

@@ -511,9 +511,9 @@ _MONEY_RE = re.compile(
     rf"(?:{_CURRENCIES})\b",
     re.IGNORECASE,
 )
+_SHARE_NOUNS = r"(?:proportion|share|percentage|fraction|per ?cent)"
 _ASKS_SHARE_RE = re.compile(
-    r"\bwhat (?:\w+ )?(?:proportion|share|percentage|fraction|per ?cent)\b|\bhow many per ?cent\b",
-    re.IGNORECASE,
+    rf"\bwhat (?:\w+ )?{_SHARE_NOUNS}\b|\bhow many per ?cent\b", re.IGNORECASE
 )
 # A share: "75%", "40 per cent", "three-quarters", "half", "one in five", "2 out of 3".
 _COUNT = r"(?:\d[\d.,]*|a|" + "|".join(NUMBER_WORDS) + ")"
@@ -583,7 +583,7 @@ _COUNTED_RE = re.compile(
 # like "did" closes what is counted, its first word.
 _COUNTED_START_RE = re.compile(
     r"\bhow many ((?:[\w'-]+ ){1,4})"
-    r"|\b(?:proportion|share|percentage|fraction|per ?cent) of (?:the |its |their |all )?"
+    rf"|\b{_SHARE_NOUNS} of (?:the |its |their |all )?"
     r"((?:[\w'-]+ ){1,4})",
     re.IGNORECASE,
 )
