@@ -181,7 +181,9 @@ def test_a_full_queue_is_503_with_retry_after_and_searches_do_not_wait(
         httpx.Client(base_url=url, timeout=TIMEOUT) as client,
         client.stream("POST", "/ask/stream", json={"question": QUESTION}) as response,
     ):
-        first_token(response)
+        # Held until the end: a dropped iterator closes the connection (httpcore closes it
+        # when its stream generator is closed), which would stop the answer being waited on.
+        events = first_token(response)
         for path in ("/ask", "/ask/stream"):
             refused = client.post(path, json={"question": "Who invested?"})
             assert refused.status_code == 503, (path, refused.text)
@@ -193,6 +195,7 @@ def test_a_full_queue_is_503_with_retry_after_and_searches_do_not_wait(
         # Not queued behind the answer being written.
         found = client.post("/search", json={"question": QUESTION, "k": 1}, timeout=30)
         assert found.status_code == 200 and found.json()[0]["paragraph"] == 10
+        assert next(events)[0] == "token"  # the answer went on meanwhile
     wait_idle(url)
 
 
