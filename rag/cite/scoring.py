@@ -338,8 +338,19 @@ def _about(
         return False
     if len(words) < RELATION_MIN_WORDS:
         return True
-    shared = sum(_content_found(w, window) for w in words)
+    shared = sum(_content_found(w, window) for w in words) + _full_names_found(terms, window)
     return shared >= round(RELATION_SHARE * len(words))
+
+
+def _full_names_found(terms: Terms, window: ParagraphIndex) -> int:
+    """How many names of several words the question gives ("National Holocaust Memorial Day")
+    ``window`` holds whole: said where the figure is, such a name says what it is a figure of,
+    as much as a word of the question would."""
+    return sum(
+        len(run) >= 2
+        and all(norm_word(n) in terms.asked_names and _name_found(n, window) for n in run)
+        for run in terms.spelled
+    )
 
 
 _MONTH_FORMS = frozenset(MONTHS.values())
