@@ -89,9 +89,17 @@ def about(sentence: Sentence, part: Part, parts: list[Part]) -> bool:
 
 
 def most_about(sentence: Sentence, parts: list[Part]) -> set[int]:
-    """The parts (by index) whose own words ``sentence`` shares most; none when it shares none."""
+    """The parts (by index) whose own words ``sentence`` shares most; where it shares no part's
+    own words, the parts whose words it shares most; none when it shares none.
+
+    "The following weekend, it took $42.8m" shares only "take" and "weekend" with "how much did
+    it take the following weekend", words the part about the first weekend has too: it is
+    about both, not about neither (which left the part said to be unanswered beside its
+    answer)."""
     stems = _stems(sentence.text)
     shared = [len(own_stems(p, parts) & stems) for p in parts]
+    if not any(shared):
+        shared = [len(_stems(p.text) & stems) for p in parts]
     return {i for i, n in enumerate(shared) if n and n == max(shared)}
 
 

@@ -314,6 +314,20 @@ def test_a_sentence_answers_the_part_it_is_most_about() -> None:
     assert answered_parts(question, parts, [first, second]) == [True, True]
 
 
+def test_a_sentence_sharing_only_words_common_to_the_parts_is_about_those_parts() -> None:
+    question = (
+        "How much did Meet the Fockers take over the Christmas weekend, and how much did it "
+        "take the following weekend, its second at number one?"
+    )
+    parts = split_question(question)
+    first = Sentence("Meet the Fockers took $44.7m between 24 and 26 December.", [1], True)
+    second = Sentence("The following weekend, it took $42.8m.", [2], True)
+    # "take" and "weekend" are words of both parts, none of either part's own: the second
+    # sentence is about both, so the part it answers is not said to be unanswered.
+    assert answered_parts(question, parts, [first, second]) == [True, True]
+    assert answered_parts(question, parts, [first]) == [True, False]
+
+
 def test_a_bare_answer_to_the_part_read_for_answers_that_part() -> None:
     question = (
         "On what date was Gordon Brown due to deliver his Budget, and how many Budgets would "
