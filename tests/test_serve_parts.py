@@ -219,7 +219,16 @@ def test_paths_inside_the_ingest_root_are_resolved(root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "given", ["..", "../outside/secret.txt", "news/../../outside", "/etc/passwd", "~", "a\x00b"]
+    "given",
+    [
+        "..",
+        "../outside/secret.txt",
+        "news/../../outside",
+        "/etc/passwd",
+        "~",
+        "~nobody-here~",
+        "a\x00b",
+    ],
 )
 def test_paths_that_leave_the_ingest_root_are_refused(root: Path, given: str) -> None:
     with pytest.raises(PathOutsideRoot):

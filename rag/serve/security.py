@@ -86,7 +86,11 @@ def inside_root(given: str, root: Path) -> Path:
     top = root.resolve()
     if "\x00" in given:
         raise PathOutsideRoot(f"{given!r} is not a path.")
-    target = (top / Path(given).expanduser()).resolve()
+    try:
+        named = Path(given).expanduser()
+    except RuntimeError:  # "~someone" for a user this machine does not have
+        raise PathOutsideRoot(f"{given!r} names the home of an unknown user.") from None
+    target = (top / named).resolve()
     if not target.is_relative_to(top):
         raise PathOutsideRoot(
             f"{given} lies outside the ingest root {top} (links followed): only files "
