@@ -306,12 +306,12 @@ def _about(
     """Whether ``window`` (a sentence and the one before it) is about the claim: see
     :func:`_related`. ``named`` holds the names of the whole paragraph: a claim's name it never
     gives (the paragraph says "the winger") cannot be missing from the window."""
-    found = {norm_word(n) for n in terms.names if _name_found(n, window)}
+    said = {norm_word(n) for n in terms.names if _name_found(n, window)}
     # A name the question gave is there when the rest of it is ("Brown" for "Gordon Brown").
-    found |= {
+    found = said | {
         word
         for run in terms.spelled
-        if any(norm_word(n) in found for n in run)
+        if any(norm_word(n) in said for n in run)
         for word in map(norm_word, run)
         if word in terms.asked_names
     }
@@ -338,17 +338,17 @@ def _about(
         return False
     if len(words) < RELATION_MIN_WORDS:
         return True
-    shared = sum(_content_found(w, window) for w in words) + _full_names_found(terms, window)
+    shared = sum(_content_found(w, window) for w in words) + _full_names_said(terms, said)
     return shared >= round(RELATION_SHARE * len(words))
 
 
-def _full_names_found(terms: Terms, window: ParagraphIndex) -> int:
+def _full_names_said(terms: Terms, said: set[str]) -> int:
     """How many names of several words the question gives ("National Holocaust Memorial Day")
-    ``window`` holds whole: said where the figure is, such a name says what it is a figure of,
-    as much as a word of the question would."""
+    are ``said`` whole (each of their words) where the figure is: such a name says what it is a
+    figure of, as much as a word of the question would."""
     return sum(
         len(run) >= 2
-        and all(norm_word(n) in terms.asked_names and _name_found(n, window) for n in run)
+        and all(norm_word(n) in terms.asked_names and norm_word(n) in said for n in run)
         for run in terms.spelled
     )
 
