@@ -453,9 +453,35 @@ def new_terms(sentence: str, question: str | Question) -> NewTerms:
     ] + [Number(FRACTION_WORDS[w], False) for w in words if w in FRACTION_WORDS]
     return NewTerms(
         numbers=tuple(n for n in (*terms.numbers, *spelled) if n not in asked.numbers),
-        names=tuple(n for n in terms.names if norm_word(n) not in terms.asked_names),
+        names=tuple(
+            n
+            for n in terms.names
+            if norm_word(n) not in terms.asked_names and not _named_by_adjective(n, asked)
+        ),
         words=words,
     )
+
+
+# Adjectives of a country or people end so ("Swedish", "Japanese", "Italian"); the place they
+# name shares their first letters ("Sweden", "Japan", "Italy").
+_ADJECTIVE_ENDINGS = ("ish", "ese", "ian", "an", "ic", "i")
+_ADJECTIVE_ROOT_MIN = 4
+
+
+def _named_by_adjective(name: str, question: Question) -> bool:
+    """Whether ``name`` is the place an adjective of the question names: "Sweden" says nothing
+    new to "In which Swedish town ...?"; it restates the question."""
+    lowered = norm_word(name)
+    for adjective in question.names:
+        if adjective == lowered or not adjective.endswith(_ADJECTIVE_ENDINGS):
+            continue
+        root = next(
+            (i for i, (a, b) in enumerate(zip(adjective, lowered, strict=False)) if a != b),
+            min(len(adjective), len(lowered)),
+        )
+        if root >= _ADJECTIVE_ROOT_MIN and root >= len(adjective) - 4:
+            return True
+    return False
 
 
 # Words that state a proportion or a multiple as a figure does ("almost half", "twice").
@@ -567,7 +593,19 @@ def can_answer(sentence: str, question: str | Question, asked: str | None = None
         return bool(new.numbers)
     if asks_name(wanted):
         return bool(new.names or new.numbers)
+    if asks_who(wanted):
+        # "The remaining members of Korn said they hoped Welch finds happiness" names nobody
+        # new and says nothing of what "who replaced Welch as Korn's guitarist" asks.
+        return bool(new.names or new.numbers) or _shares_asked_words(sentence, wanted)
     return bool(new)
+
+
+def _shares_asked_words(sentence: str, asked: str) -> bool:
+    """Whether ``sentence`` repeats a content word of ``asked`` that is not a name: says
+    something of what it asks ("The city council approved the plan")."""
+    stems = frozenset(stem(w) for w in Question.of(asked).words)
+    terms = extract_terms(sentence)
+    return any(stem_match(stem(w), stems) for w in terms.content)
 
 
 _GENERIC_MEASURES = word_set(_DATA, "data/generic-measures.txt")
@@ -616,6 +654,14 @@ def _counted(words: str) -> tuple[str, ...]:
 def asks_figure(question: str) -> bool:
     """Whether ``question`` asks for a figure (how much, how many, what share, what time...)."""
     return bool(_ASKS_FIGURE_RE.search(question))
+
+
+_ASKS_WHO_RE = re.compile(rf"{_CLAUSE_START}(?:\w+ )?whom?\b", re.IGNORECASE)
+
+
+def asks_who(question: str) -> bool:
+    """Whether ``question`` asks who did something ("Who replaced Welch?")."""
+    return not asks_figure(question) and bool(_ASKS_WHO_RE.search(question))
 
 
 def asks_name(question: str) -> bool:
