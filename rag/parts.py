@@ -100,7 +100,22 @@ def most_about(sentence: Sentence, parts: list[Part]) -> set[int]:
     shared = [len(own_stems(p, parts) & stems) for p in parts]
     if not any(shared):
         shared = [len(_stems(p.text) & stems) for p in parts]
+    names = [_own_names(p, parts) for p in parts]
+    if any(mine & stems for mine in names):
+        # "Germany's unemployment rate in November was 10.8%" shares "unemployment rate" with
+        # "what was Brazil's unemployment rate": it names Germany, not Brazil, so it is not about
+        # the part that names Brazil.
+        shared = [
+            0 if mine and not mine & stems else n for n, mine in zip(shared, names, strict=True)
+        ]
     return {i for i, n in enumerate(shared) if n and n == max(shared)}
+
+
+def _own_names(part: Part, parts: list[Part]) -> set[str]:
+    """The stems of the names that ``part`` gives and the other parts do not."""
+    mine = {stem(norm_word(n)) for n in extract_terms(part.text).names}
+    theirs = set().union(*(_stems(o.text) for o in parts if o is not part))
+    return mine - theirs
 
 
 def answered_parts(question: str, parts: list[Part], sentences: list[Sentence]) -> list[bool]:

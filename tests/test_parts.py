@@ -328,6 +328,25 @@ def test_a_sentence_sharing_only_words_common_to_the_parts_is_about_those_parts(
     assert answered_parts(question, parts, [first]) == [True, False]
 
 
+def test_a_sentence_naming_one_parts_subject_is_not_about_the_part_naming_another() -> None:
+    question = (
+        "What was Brazil's unemployment rate in December 2004, and what was Germany's in "
+        "November 2004?"
+    )
+    parts = split_question(question)
+    germany = Sentence("Germany's unemployment rate in November 2004 was 10.8%.", [1], True)
+    # "unemployment rate" is Brazil's part's own words, but the sentence names Germany: Brazil's
+    # rate is still unanswered, and said to be.
+    assert answered_parts(question, parts, [germany]) == [False, True]
+    # A part that names nobody of its own ("in which city did the pair work") is not so judged.
+    question = (
+        "How much money went missing at Bank of China when two of its officials disappeared, "
+        "and in which city did the pair work?"
+    )
+    harbin = Sentence("The pair worked at Bank of China in Harbin.", [1], True)
+    assert answered_parts(question, split_question(question), [harbin])[1]
+
+
 def test_a_bare_answer_to_the_part_read_for_answers_that_part() -> None:
     question = (
         "On what date was Gordon Brown due to deliver his Budget, and how many Budgets would "
