@@ -596,7 +596,11 @@ def can_answer(sentence: str, question: str | Question, asked: str | None = None
     if asks_who(wanted):
         # "The remaining members of Korn said they hoped Welch finds happiness" names nobody
         # new and says nothing of what "who replaced Welch as Korn's guitarist" asks.
-        return bool(new.names or new.numbers) or _shares_asked_words(sentence, wanted)
+        # Nor does "Hal Luscombe took over from the injured Hal Luscombe": words of what is
+        # asked, but all of them the question's own.
+        return bool(new.names or new.numbers) or (
+            bool(new.words) and _shares_asked_words(sentence, wanted)
+        )
     return bool(new)
 
 
