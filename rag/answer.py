@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import Protocol
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.cite.assemble import render
@@ -41,6 +42,14 @@ from rag.types import (
 
 # One reading of the passages: yields the model's text pieces, returns the checked Answer.
 Attempt = collections.abc.Generator[str, None, Answer]
+
+
+class Retrieve(Protocol):
+    """A search for one part of a question: its ``k`` best paragraphs (by default as many as
+    the question's own search gives)."""
+
+    def __call__(self, query: str, k: int | None = None) -> list[Passage]: ...
+
 
 # A chat question longer than this is not rewritten as a follow-up: it carries its own context,
 # and rewriting it would make the model read (and repeat) all of it first.
@@ -86,8 +95,9 @@ def stream_answer(
     temperature: float = default("temperature"),
     stop_penalty: float = default("stop_penalty"),
     best_first: bool = default("best_first"),
+    read_on_alone: int = default("read_on_alone"),
     timings: dict[str, float] | None = None,
-    retrieve: Callable[[str], list[Passage]] | None = None,
+    retrieve: Retrieve | None = None,
 ) -> Iterator[AnswerItem]:
     """Yield the model's text pieces as generated, then the checked :class:`Answer`.
 
@@ -100,7 +110,9 @@ def stream_answer(
     A question that asks several things (:func:`rag.parts.split_question`) is answered part by
     part: the first reading gets the best paragraph for the question and the best for each part
     (:func:`best_per_part`, with ``retrieve``); a part that answer leaves unanswered is searched
-    for on its own and read for, announced by a :class:`ReadOn`; what that reading answers is
+    for on its own and read for, announced by a :class:`ReadOn`: its best ``read_on_alone``
+    paragraphs not read yet one at a time, in turn, until one answers an open part, then (with
+    ``best_first``) as many as the question was given, together; what that reading answers is
     added, and a part that no passage answers is said plainly. ``Answer.readings`` keeps every
     reading and ``Answer.parts`` which parts were answered.
 
@@ -140,14 +152,33 @@ def stream_answer(
         # part says "the pair" where the first named the bank), and asked as the part itself
         # (:func:`focus`): asked the whole question again, the model answers the part it has
         # answered already.
-        found = unread_first(retrieve(with_context(part, question)), first)
-        yield ReadOn(part=part.text, passages=len(found))
-        more = yield from reader.answer(question, found, focus(part, question))
+        # Wide enough that ``read_on_alone`` paragraphs not read yet are among those found.
+        searched = retrieve(with_context(part, question), len(first) + read_on_alone)
+        found = unread_first(searched, first)
+        alone = min(read_on_alone, sum(not any(_same(p, r) for r in first) for p in found))
+        together = max(len(passages), 1)
+        yield ReadOn(part=part.text, passages=len(found[: max(together, alone)]))
+        # What a reading answers of any part still open counts: read for one part, the model
+        # often answers another.
+        still_open = [j for j, done in enumerate(answered) if not done]
+
+        def answers_open(
+            reading: Answer, asked: int = index, open_: list[int] = still_open
+        ) -> bool:
+            return not reading.abstained and any(
+                sentences_for(question, parts, j, reading.sentences, asked=asked) for j in open_
+            )
+
+        more = yield from reader.answer(
+            question,
+            found,
+            focus(part, question),
+            alone=alone,
+            together=together,
+            answers=answers_open,
+        )
         added: list[Sentence] = []
-        # What it answers of any part still open counts: read for one part, the model often
-        # answers another.
-        still_open = [] if more.abstained else [j for j, done in enumerate(answered) if not done]
-        for other in still_open:
+        for other in [] if more.abstained else still_open:
             found_for = sentences_for(question, parts, other, more.sentences, asked=index)
             if found_for:
                 answered[other] = True
@@ -181,9 +212,18 @@ class _Reader:
         self.budget = min(max_prompt_tokens, generator.context_length - max_new_tokens)
 
     def answer(
-        self, question: str, passages: list[Passage], asked: str | None = None
+        self,
+        question: str,
+        passages: list[Passage],
+        asked: str | None = None,
+        *,
+        alone: int = 1,
+        together: int | None = None,
+        answers: Callable[[Answer], bool] | None = None,
     ) -> collections.abc.Generator[str | Retry, None, Answer]:
-        """The best passage alone first (``best_first``), then all of them if need be.
+        """The first ``alone`` passages one at a time, in turn (``best_first``), then the first
+        ``together`` of them (all by default) at once if none gave an answer that ``answers``
+        accepts (by default: any supported answer).
 
         ``asked`` is what the model is asked, when not the whole question (one of its parts).
         """
@@ -191,19 +231,33 @@ class _Reader:
             timings = {**self.timings, "total": self.timings.get("retrieval", 0.0)}
             return abstained_answer(question, passages, timings)
         shown = self.shown(asked or question)
+        together_ = passages[:together] if together else passages
         if not self.best_first or len(passages) == 1:
-            return (yield from self.read(question, shown, passages))
-        first = yield from self.read(question, shown, passages[:1])
-        if not first.abstained:
-            return first
-        yield Retry(passages=len(passages), withdrawn=first.raw_text)
-        second = yield from self.read(question, shown, passages)
-        for stage in ("prefill", "generation"):
-            second.timings[stage] += first.timings[stage]
-        second.timings["total"] += first.timings["total"] - self.timings.get("retrieval", 0.0)
-        second.readings = [*first.readings, *second.readings]
-        second.attempts = len(second.readings)
-        return second
+            return (yield from self.read(question, shown, together_))
+        accepts = answers or (lambda reading: not reading.abstained)
+        tried: list[Answer] = []
+        for passage in passages[:alone]:
+            if tried:
+                yield Retry(passages=1, withdrawn=tried[-1].raw_text)
+            reading = yield from self.read(question, shown, [passage])
+            if accepts(reading):
+                return self._after(tried, reading)
+            tried.append(reading)
+        if len(together_) == 1 and together_[0] in passages[:alone]:
+            return self._after(tried[:-1], tried[-1])
+        yield Retry(passages=len(together_), withdrawn=tried[-1].raw_text)
+        last = yield from self.read(question, shown, together_)
+        return self._after(tried, last)
+
+    def _after(self, tried: list[Answer], last: Answer) -> Answer:
+        """``last`` with the readings and model time of the ``tried`` readings before it."""
+        for earlier in tried:
+            for stage in ("prefill", "generation"):
+                last.timings[stage] += earlier.timings[stage]
+            last.timings["total"] += earlier.timings["total"] - self.timings.get("retrieval", 0.0)
+        last.readings = [*(r for t in tried for r in t.readings), *last.readings]
+        last.attempts = len(last.readings)
+        return last
 
     def shown(self, question: str) -> str:
         """The question as the model gets it: cut to the prompt budget (with a warning).
@@ -232,7 +286,7 @@ def best_per_part(
     question: str,
     parts: list[Part],
     passages: list[Passage],
-    retrieve: Callable[[str], list[Passage]],
+    retrieve: Retrieve,
 ) -> list[Passage]:
     """The best paragraph for the whole question, then each part's best (searched by the part
     in its context, :func:`with_context`) where it is another paragraph (not a copy of one

@@ -410,9 +410,10 @@ class RAG:
             temperature=self.settings.temperature,
             stop_penalty=self.settings.stop_penalty,
             best_first=self.settings.best_first,
+            read_on_alone=self.settings.read_on_alone,
             timings=timings,
-            retrieve=lambda part: self.search(
-                part, k=most, source=source, since=since, until=until
+            retrieve=lambda part, k=None: self.search(
+                part, k=k or most, source=source, since=since, until=until
             ),
         )
 

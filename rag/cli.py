@@ -545,6 +545,7 @@ ANSWER_SETTINGS = (
     "temperature",
     "stop_penalty",
     "best_first",
+    "read_on_alone",
     "prompts_dir",
     "backend",
     "passages",
@@ -625,8 +626,8 @@ def stream_to_terminal(stream: typing.Iterator[AnswerItem], console: Console) ->
         for item in stream:
             if isinstance(item, Retry):
                 written = Text(
-                    f"(the best paragraph alone gave no supported answer; reading "
-                    f"{item.passages})\n",
+                    f"(no supported answer from that reading; reading {item.passages} "
+                    f"{'paragraph' if item.passages == 1 else 'paragraphs'})\n",
                     style="dim italic",
                 )
                 live.update(written)

@@ -168,6 +168,18 @@ class Settings(BaseSettings):
             "the paragraph that answers too often answers from a distractor."
         ),
     )
+    read_on_alone: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description=(
+            "When a part of a question is left unanswered and the model reads on for it: how "
+            "many of the part's best paragraphs not yet read it reads one at a time, in turn, "
+            "until one answers the part, before it reads 'passages' of them together. The "
+            "paragraph that answers a part is often third or fifth for it, and the small "
+            "model reads one paragraph far better than several; each costs a reading."
+        ),
+    )
     max_new_tokens: int = Field(
         default=200, ge=1, description="Most tokens the model may write for one answer."
     )

@@ -216,8 +216,10 @@ class Answer:
 class Retry:
     """In an answer stream: the text streamed so far is withdrawn, and the model is asked again.
 
-    The best passage alone gave no supported answer (see ``Settings.best_first``); the pieces
-    that follow are the model's answer from all ``passages`` passages.
+    The reading before gave no supported answer (the best passage alone, see
+    ``Settings.best_first``, or, reading on for a part, one of its paragraphs, see
+    ``Settings.read_on_alone``); the pieces that follow are the model's answer from the next
+    ``passages`` passages.
     """
 
     passages: int

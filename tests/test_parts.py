@@ -208,7 +208,7 @@ def read(question: str, passages: list[Passage], found: list[Passage]) -> list[o
             load_templates(),
             max_prompt_tokens=2048,
             max_new_tokens=32,
-            retrieve=lambda part: found,
+            retrieve=lambda part, k=None: found,
         )
     )
 
@@ -252,7 +252,7 @@ def test_reading_on_asks_the_part_itself_and_keeps_what_it_answers_of_other_part
             load_templates(),
             max_prompt_tokens=2048,
             max_new_tokens=32,
-            retrieve=lambda part: [RAIN, both],
+            retrieve=lambda part, k=None: [RAIN, both],
         )
     )
     # Read for the first part, the model answers both: the second is not read for.
@@ -395,3 +395,28 @@ def test_near_copies_of_a_paragraph_are_shown_once(tmp_path: Path) -> None:
     names = [h.source.rsplit("/", 1)[-1] for h in hits]
     assert len(hits) == 2 and "c.txt" in names  # the copy gave its place to another paragraph
     assert sum(name in ("a.txt", "b.txt") for name in names) == 1
+
+
+def test_reading_on_reads_the_part_s_paragraphs_one_at_a_time_until_one_answers_it() -> None:
+    # The part's first two unread paragraphs say nothing of it, or answer the part answered
+    # already; the third answers it. Each is read alone, in turn.
+    other = passage(3, "Up to $120m went missing, the bank said on Monday.", "Bank", "other.txt")
+    items = read(TWO_PART, [MONEY, RAIN], [RAIN, other, CITY])
+    retries = [i for i in items if isinstance(i, Retry)]
+    assert retries and all(r.passages == 1 for r in retries)
+    answer = items[-1]
+    assert isinstance(answer, Answer) and not answer.abstained
+    assert "$120m" in answer.text and "Harbin" in answer.text
+    assert [p.answered for p in answer.parts] == [True, True]
+    assert [r.passages for r in answer.readings] == [[MONEY, RAIN], [other], [CITY]]
+
+
+def test_reading_on_reads_the_part_s_paragraphs_together_when_none_alone_answers() -> None:
+    weather = passage(4, "Sunshine is forecast for the weekend.", "Weather", "sun.txt")
+    items = read(TWO_PART, [MONEY, RAIN], [RAIN, weather])
+    answer = items[-1]
+    assert isinstance(answer, Answer)
+    assert [p.answered for p in answer.parts] == [True, False]
+    assert "do not answer this part" in answer.text
+    # The one unread paragraph alone, then as many as the question was given, together.
+    assert [r.passages for r in answer.readings] == [[MONEY, RAIN], [weather], [weather, RAIN]]

@@ -528,7 +528,7 @@ def create_app(settings: Settings | None = None, console: Console | None = None)
         """The answer as Server-Sent Events: ``token`` pieces as the model writes them, then
         ``answer`` (the checked Answer, as POST /ask returns it).
 
-        ``retry`` (a Retry: the text so far is withdrawn, the model reads more paragraphs)
+        ``retry`` (a Retry: the text so far is withdrawn, the model reads other paragraphs)
         and ``read_on`` (a ReadOn: a part of the question is still unanswered, the model reads
         for it and what it writes is added) may come between; ``error`` (an ErrorBody) ends
         a stream that failed. Refusals (empty question, no articles, a full line) are plain
