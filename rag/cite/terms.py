@@ -550,6 +550,32 @@ _SHARE_RE = re.compile(
 )
 
 
+# "What was her winning time", "at what time": a time of day or a time taken.
+_ASKS_TIME_RE = re.compile(
+    rf"{_CLAUSE_START}(?:\w+ )?what (?:(?:was|is|were|are|had been|will be) )?"
+    rf"(?:the |an? |(?:[A-Z][\w-]* ){{0,3}}[\w-]+'s )?(?:\w+ )?time\b",
+    re.IGNORECASE,
+)
+_COUNTED_TIME = r"(?:\d[\d.,]*|" + "|".join(NUMBER_WORDS) + ")"
+# A time: "4:14.74", "four minutes 14.74 seconds", "1230 GMT", "3pm", "noon".
+_TIME_RE = re.compile(
+    r"\b\d{1,2}[:.]\d{2}\b|\b(?:noon|midday|midnight)\b"
+    rf"|\b{_COUNTED_TIME}\s?(?:hours?|hrs?|h|minutes?|mins?|m(?=\s?\d)|seconds?|secs?|s\b|"
+    r"gmt|bst|utc|am|pm|a\.m\.|p\.m\.)",
+    re.IGNORECASE,
+)
+
+
+def asks_time(question: str) -> bool:
+    """Whether ``question`` asks for a time ("what was her winning time", "at what time")."""
+    return bool(_ASKS_TIME_RE.search(question))
+
+
+def states_time(sentence: str) -> bool:
+    """Whether ``sentence`` gives a time of day or a time taken (not "the 1,000m")."""
+    return bool(_TIME_RE.search(normalise(strip_markers(sentence))))
+
+
 def asks_money(question: str) -> bool:
     """Whether ``question`` asks for an amount of money: "how much did it cost", "at what
     value had the offer put UFJ" (but not "how much data will a disc store")."""
@@ -589,6 +615,8 @@ def can_answer(sentence: str, question: str | Question, asked: str | None = None
         if asks_money(wanted) and not states_money(sentence):
             return False
         if asks_share(wanted) and not states_share(sentence, new.numbers):
+            return False
+        if asks_time(wanted) and not states_time(sentence):
             return False
         return bool(new.numbers)
     if asks_name(wanted):
