@@ -152,12 +152,16 @@ def stream_answer(
         # part says "the pair" where the first named the bank), and asked as the part itself
         # (:func:`focus`): asked the whole question again, the model answers the part it has
         # answered already.
+        # A first reading declined as a whole read nothing for the part: the model may have
+        # mixed its paragraphs up, and the part's own best, read alone, is often the answer.
+        read = [] if answer.abstained else first
         # Wide enough that ``read_on_alone`` paragraphs not read yet are among those found.
-        searched = retrieve(with_context(part, question), len(first) + read_on_alone)
-        found = unread_first(searched, first)
-        alone = min(read_on_alone, sum(not any(_same(p, r) for r in first) for p in found))
-        together = max(len(passages), 1)
-        yield ReadOn(part=part.text, passages=len(found[: max(together, alone)]))
+        searched = retrieve(with_context(part, question), len(read) + read_on_alone)
+        found = unread_first(searched, read)
+        alone = found[: min(read_on_alone, sum(not any(_same(p, r) for r in read) for p in found))]
+        together = unread_first(searched[: max(len(passages), 1)], read)
+        reads = len(alone) + sum(not any(_same(p, a) for a in alone) for p in together)
+        yield ReadOn(part=part.text, passages=reads)
         # What a reading answers of any part still open counts: read for one part, the model
         # often answers another.
         still_open = [j for j, done in enumerate(answered) if not done]
@@ -171,9 +175,9 @@ def stream_answer(
 
         more = yield from reader.answer(
             question,
-            found,
+            alone or together,
             focus(part, question),
-            alone=alone,
+            alone=len(alone),
             together=together,
             answers=answers_open,
         )
@@ -218,12 +222,12 @@ class _Reader:
         asked: str | None = None,
         *,
         alone: int = 1,
-        together: int | None = None,
+        together: list[Passage] | None = None,
         answers: Callable[[Answer], bool] | None = None,
     ) -> collections.abc.Generator[str | Retry, None, Answer]:
-        """The first ``alone`` passages one at a time, in turn (``best_first``), then the first
-        ``together`` of them (all by default) at once if none gave an answer that ``answers``
-        accepts (by default: any supported answer).
+        """The first ``alone`` passages one at a time, in turn (``best_first``), then the
+        ``together`` passages (by default all of them) at once if none gave an answer that
+        ``answers`` accepts (by default: any supported answer).
 
         ``asked`` is what the model is asked, when not the whole question (one of its parts).
         """
@@ -231,8 +235,8 @@ class _Reader:
             timings = {**self.timings, "total": self.timings.get("retrieval", 0.0)}
             return abstained_answer(question, passages, timings)
         shown = self.shown(asked or question)
-        together_ = passages[:together] if together else passages
-        if not self.best_first or len(passages) == 1:
+        together_ = together or passages
+        if not self.best_first:
             return (yield from self.read(question, shown, together_))
         accepts = answers or (lambda reading: not reading.abstained)
         tried: list[Answer] = []
@@ -243,8 +247,10 @@ class _Reader:
             if accepts(reading):
                 return self._after(tried, reading)
             tried.append(reading)
-        if len(together_) == 1 and together_[0] in passages[:alone]:
-            return self._after(tried[:-1], tried[-1])
+        if not tried:
+            return (yield from self.read(question, shown, together_))
+        if all(any(_same(p, r) for r in passages[:alone]) for p in together_):
+            return self._after(tried[:-1], tried[-1])  # each of them was read alone already
         yield Retry(passages=len(together_), withdrawn=tried[-1].raw_text)
         last = yield from self.read(question, shown, together_)
         return self._after(tried, last)

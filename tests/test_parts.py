@@ -420,3 +420,39 @@ def test_reading_on_reads_the_part_s_paragraphs_together_when_none_alone_answers
     assert "do not answer this part" in answer.text
     # The one unread paragraph alone, then as many as the question was given, together.
     assert [r.passages for r in answer.readings] == [[MONEY, RAIN], [weather], [weather, RAIN]]
+
+
+class MixingModel(PartModel):
+    """Given several paragraphs, it mixes them up and says nothing supported; one alone, it
+    reads well (the small model's failing)."""
+
+    def stream(self, messages: list[dict[str, str]], *args: object) -> Iterator[str | Generation]:
+        user = messages[-1]["content"]
+        if user.count("\n[") > 1:  # "[1] ...", "[2] ...": more than one paragraph
+            reply = "The passages do not answer this question."
+            yield from reply.split(" ")
+            yield Generation(reply, 100, 10, 0.5, 0.25)
+            return
+        yield from super().stream(messages, *args)
+
+
+def test_a_first_reading_declined_whole_leaves_its_paragraphs_to_be_read_alone() -> None:
+    model = MixingModel()
+    items = list(
+        stream_answer(
+            TWO_PART,
+            [MONEY],
+            model,  # type: ignore[arg-type]
+            load_templates(),
+            max_prompt_tokens=2048,
+            max_new_tokens=32,
+            retrieve=lambda part, k=None: [MONEY, CITY] if "much" in part else [CITY, MONEY],
+        )
+    )
+    answer = items[-1]
+    assert isinstance(answer, Answer) and not answer.abstained
+    assert "$120m" in answer.text and "Harbin" in answer.text
+    assert [p.answered for p in answer.parts] == [True, True]
+    # Both together, declined; then each part's own best, alone.
+    assert answer.readings[0].passages == [MONEY, CITY]
+    assert [MONEY] in [r.passages for r in answer.readings[1:]]
