@@ -262,6 +262,12 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
         anchored = any(norm_word(n) in found for n in subjects)
     else:
         anchored = not terms.echoed or any(_content_found(w, index) for w in terms.echoed)
+    # A claim that names none of whom the question is about ("The unemployment rate in
+    # December was 5.4%" for "Brazil's rate") is still about them: the paragraph (or its title)
+    # must name one of them, else it is a figure of someone else (the US's 5.4%).
+    actors = terms.question_actors - DATE_WORDS
+    if actors and not any(norm_word(n) in terms.question_names - DATE_WORDS for n in asked):
+        anchored = anchored and any(_name_found(actor, index) for actor in actors)
     hard_miss = (
         numbers_found < len(figures)
         or names_found < len(claimed)
@@ -281,11 +287,21 @@ def _related(terms: Terms, index: ParagraphIndex) -> bool:
     else: "offices averaging 40 staff" for "the firm employs 40 staff").
     """
     added = [n for n in terms.numbers if n not in terms.asked_numbers]
-    if not added or len(index.windows) < 2:
-        return True
     words = [*terms.content, *terms.echoed]
-    if len(words) < RELATION_MIN_WORDS and len(terms.question_words) >= RELATION_MIN_WORDS:
+    bare = len(words) < RELATION_MIN_WORDS and len(terms.question_words) >= RELATION_MIN_WORDS
+    if bare:
         words = list(terms.question_words)  # a bare answer ("£3.7bn.") is about the question
+    # A bare name ("Sonny Parker.") says no more than that the question is about them, so it is
+    # held to what a bare figure is: named where the paragraph speaks of what the question asks,
+    # not anywhere in it ("centre Sonny Parker is set to recover" is no answer to who took over
+    # from the injured winger). A name in a sentence of its own says what relates it.
+    new_names = [n for n in terms.names if norm_word(n) not in terms.asked_names] if bare else []
+    if not (added or new_names) or len(index.windows) < 2:
+        return True
+    for name in new_names:
+        windows = [w for w in index.windows if _name_found(name, w)]
+        if windows and not any(_shares(window, words) for window in windows):
+            return False
     claim_names = {norm_word(n) for n in terms.names}
     for number in added:
         windows = [w for w in index.windows if _number_found(number, w)]
@@ -336,9 +352,15 @@ def _about(
     ]
     if missing and foreign:
         return False
+    return _shares(window, words, _full_names_said(terms, said))
+
+
+def _shares(window: ParagraphIndex, words: list[str], also: int = 0) -> bool:
+    """Whether ``window`` holds a fair share (:data:`RELATION_SHARE`) of ``words``, counting
+    ``also`` more found by other means; always so for fewer than :data:`RELATION_MIN_WORDS`."""
     if len(words) < RELATION_MIN_WORDS:
         return True
-    shared = sum(_content_found(w, window) for w in words) + _full_names_said(terms, said)
+    shared = sum(_content_found(w, window) for w in words) + also
     return shared >= round(RELATION_SHARE * len(words))
 
 

@@ -279,12 +279,20 @@ class Question:
                     if not _is_name(t) and w not in STOPWORDS and len(w) >= 3
                 )
             ),
-            actors=frozenset(acting_names(question)),
+            actors=frozenset(acting_names(question)) - _opening_word(tokens),
             text=question,
         )
 
 
 NO_QUESTION = Question(frozenset(), frozenset())
+
+
+def _opening_word(tokens: list[str]) -> frozenset[str]:
+    """A question's first word when it is capitalised only for opening it ("Roughly how many"):
+    no one the question is about. One followed by another name ("Kevin Hogan said") is kept."""
+    if len(tokens) >= 2 and _is_name(tokens[0]) and not _is_name(tokens[1]):
+        return frozenset({norm_word(tokens[0])})
+    return frozenset()
 
 
 def extract_terms(sentence: str, question: Question = NO_QUESTION) -> Terms:
