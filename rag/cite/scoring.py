@@ -303,11 +303,19 @@ def _related(terms: Terms, index: ParagraphIndex) -> bool:
         if windows and not any(_shares(window, words) for window in windows):
             return False
     claim_names = {norm_word(n) for n in terms.names}
+    # Whom the question asks about, named neither in the paragraph nor in its title, is not
+    # just referred to there ("the winger"): where someone else acts beside the figure ("the
+    # BCC ... forecast"), the figure is theirs, not the OECD's.
+    named = index.names | {
+        norm_word(n)
+        for n in terms.names
+        if norm_word(n) in terms.question_actors and not _name_found(n, index)
+    }
     for number in added:
         windows = [w for w in index.windows if _number_found(number, w)]
         if not windows:
             continue  # said only through the title or a relative date: the paragraph decides
-        if not any(_about(terms, window, words, claim_names, index.names) for window in windows):
+        if not any(_about(terms, window, words, claim_names, named) for window in windows):
             return False
     return True
 
@@ -321,7 +329,8 @@ def _about(
 ) -> bool:
     """Whether ``window`` (a sentence and the one before it) is about the claim: see
     :func:`_related`. ``named`` holds the names of the whole paragraph: a claim's name it never
-    gives (the paragraph says "the winger") cannot be missing from the window."""
+    gives (the paragraph says "the winger") cannot be missing from the window, unless the
+    question asks about them and the title does not name them either."""
     said = {norm_word(n) for n in terms.names if _name_found(n, window)}
     # A name the question gave is there when the rest of it is ("Brown" for "Gordon Brown").
     found = said | {
