@@ -103,11 +103,13 @@ PASSAGES = [
 ]
 
 
-def _answer(model: ScriptedModel, best_first: bool = True) -> list[str | Retry | Answer]:
+def _answer(
+    model: ScriptedModel, best_first: bool = True, question: str = QUESTION
+) -> list[str | Retry | Answer]:
     templates = load_templates()
     budget = {"max_prompt_tokens": 2048, "max_new_tokens": 32}
     stream = stream_answer(
-        QUESTION,
+        question,
         PASSAGES,
         model,  # type: ignore[arg-type]
         templates,
@@ -146,12 +148,23 @@ def test_best_first_keeps_a_supported_answer_from_the_best_passage() -> None:
         alone="Amazon will invest up to $4 billion in Anthropic [1].",
         with_all="unused",
     )
-    *pieces, answer = _answer(model)
+    *pieces, answer = _answer(model, question="How much will Amazon invest in Anthropic?")
     assert model.shown == [1]
     assert all(isinstance(p, str) for p in pieces)
     assert isinstance(answer, Answer)
     assert answer.attempts == 1 and answer.passages == PASSAGES[:1]
     assert [c.passage.paragraph for c in answer.citations] == [1]
+
+
+def test_best_first_reads_on_when_the_best_passage_answers_for_someone_else() -> None:
+    # True of the best passage, but of Amazon: no answer to what Microsoft invested.
+    model = ScriptedModel(
+        alone="Amazon will invest up to $4 billion in Anthropic [1].",
+        with_all="In 2019, Microsoft invested $1 billion in OpenAI [2].",
+    )
+    *_, answer = _answer(model)
+    assert model.shown == [1, 3]
+    assert isinstance(answer, Answer) and answer.attempts == 2 and not answer.abstained
 
 
 def test_best_first_asks_again_after_a_refusal_and_may_still_decline() -> None:

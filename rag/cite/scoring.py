@@ -261,7 +261,14 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
     if subjects:
         anchored = any(norm_word(n) in found for n in subjects)
     else:
-        anchored = not terms.echoed or any(_content_found(w, index) for w in terms.echoed)
+        # Naming none of the question's names, the claim is about the question where the
+        # paragraph restates it, or names whom it is about ("The original ban was meant to last
+        # until the end of the year" from a paragraph on Chepkemei that says "suspended").
+        anchored = (
+            not terms.echoed
+            or any(_content_found(w, index) for w in terms.echoed)
+            or any(_name_found(n, index) for n in terms.question_names - DATE_WORDS)
+        )
     # A claim that names none of whom the question is about ("The unemployment rate in
     # December was 5.4%" for "Brazil's rate") is still about them: the paragraph (or its title)
     # must name one of them, else it is a figure of someone else (the US's 5.4%).
