@@ -20,6 +20,7 @@ from rag.cite import (
     support,
 )
 from rag.cite.check import clauses
+from rag.cite.terms import acting_names
 from rag.parts import split_question
 from rag.types import Passage
 
@@ -627,3 +628,12 @@ def test_clauses_split_joined_statements_not_lists() -> None:
     assert clauses("It took $44.7m (£23.2m; $1m), and then more.") == [
         "It took $44.7m (£23.2m; $1m), and then more."
     ]
+
+
+def test_acting_names_are_not_after_a_preposition_unless_they_own_what_follows() -> None:
+    assert acting_names("Microsoft made a $10 billion investment in OpenAI") == {"microsoft"}
+    assert acting_names("the value of Mitsubishi Tokyo Financial's deal for UFJ") == {
+        "mitsubishi",
+        "tokyo",
+        "financial",
+    }

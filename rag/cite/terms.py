@@ -402,25 +402,27 @@ _WORD_BEFORE_RE = re.compile(r"([^\W_]+)(\W*)$")
 
 def acting_names(text: str) -> set[str]:
     """The names (lower case) of ``text`` that are not right after a preposition: who acts
-    ("Microsoft made a $10 billion investment"), not where or from whom."""
+    ("Microsoft made a $10 billion investment"), not where or from whom. A name owning what
+    follows acts wherever it stands ("the value of Mitsubishi's deal" is Mitsubishi's)."""
     normalised = normalise(strip_markers(text))
-    found: set[str] = set()
-    acting = False  # of the name run the previous word belongs to
+    runs: list[tuple[list[str], bool]] = []  # each name's words, and whether it acts
     last_end = -1
     for match in WORD_RE.finditer(normalised):
         token = match.group(0)
-        if token.endswith(("'s", "'S")):
+        possessive = token.endswith(("'s", "'S"))
+        if possessive:
             token = token[:-2]
         if not token or not _is_name(token):
             last_end = -1
             continue
         # The words of a name ("St Andrews") share the place of its first word.
         if last_end < 0 or normalised[last_end : match.start()].strip():
-            acting = not _after_preposition(normalised, match.start())
-        if acting:
-            found.add(norm_word(token))
+            runs.append(([], not _after_preposition(normalised, match.start())))
+        words, acting = runs[-1]
+        words.append(norm_word(token))
+        runs[-1] = (words, acting or possessive)
         last_end = match.end()
-    return found
+    return {word for words, acting in runs if acting for word in words}
 
 
 # Words that may stand between a preposition and its name: "at 30 West 67th Street", "in the US".
