@@ -637,3 +637,4 @@ def test_acting_names_are_not_after_a_preposition_unless_they_own_what_follows()
         "tokyo",
         "financial",
     }
+    assert acting_names("texts sent between midnight on New Year's Eve and 2005") == set()

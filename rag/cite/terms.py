@@ -407,7 +407,8 @@ def acting_names(text: str) -> set[str]:
     normalised = normalise(strip_markers(text))
     runs: list[tuple[list[str], bool]] = []  # each name's words, and whether it acts
     last_end = -1
-    for match in WORD_RE.finditer(normalised):
+    matches = list(WORD_RE.finditer(normalised))
+    for i, match in enumerate(matches):
         token = match.group(0)
         possessive = token.endswith(("'s", "'S"))
         if possessive:
@@ -420,7 +421,9 @@ def acting_names(text: str) -> set[str]:
             runs.append(([], not _after_preposition(normalised, match.start())))
         words, acting = runs[-1]
         words.append(norm_word(token))
-        runs[-1] = (words, acting or possessive)
+        # "New Year's Eve" is one name; "Mitsubishi's deal" is Mitsubishi's.
+        owns = possessive and (i + 1 == len(matches) or not _is_name(matches[i + 1].group(0)))
+        runs[-1] = (words, acting or owns)
         last_end = match.end()
     return {word for words, acting in runs if acting for word in words}
 
