@@ -258,6 +258,7 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
     # A month the question gives dates the subject, it is not one: "Germany's in November"
     # is not about a paragraph on Brazil that says "November".
     subjects = [n for n in asked if norm_word(n) not in DATE_WORDS] or asked
+    question_subjects = terms.question_names - DATE_WORDS
     if subjects:
         anchored = any(norm_word(n) in found for n in subjects)
     else:
@@ -267,13 +268,13 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
         anchored = (
             not terms.echoed
             or any(_content_found(w, index) for w in terms.echoed)
-            or any(_name_found(n, index) for n in terms.question_names - DATE_WORDS)
+            or any(_name_found(n, index) for n in question_subjects)
         )
     # A claim that names none of whom the question is about ("The unemployment rate in
     # December was 5.4%" for "Brazil's rate") is still about them: the paragraph (or its title)
     # must name one of them, else it is a figure of someone else (the US's 5.4%).
     actors = terms.question_actors - DATE_WORDS
-    if actors and not any(norm_word(n) in terms.question_names - DATE_WORDS for n in asked):
+    if actors and not any(norm_word(n) in question_subjects for n in asked):
         anchored = anchored and any(_name_found(actor, index) for actor in actors)
     hard_miss = (
         numbers_found < len(figures)

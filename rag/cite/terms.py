@@ -405,7 +405,9 @@ def acting_names(text: str) -> set[str]:
     ("Microsoft made a $10 billion investment"), not where or from whom. A name owning what
     follows acts wherever it stands ("the value of Mitsubishi's deal" is Mitsubishi's)."""
     normalised = normalise(strip_markers(text))
-    runs: list[tuple[list[str], bool]] = []  # each name's words, and whether it acts
+    found: set[str] = set()
+    run: list[str] = []  # the words so far of the name the current word belongs to
+    acting = False  # of that name
     last_end = -1
     matches = list(WORD_RE.finditer(normalised))
     for i, match in enumerate(matches):
@@ -418,14 +420,15 @@ def acting_names(text: str) -> set[str]:
             continue
         # The words of a name ("St Andrews") share the place of its first word.
         if last_end < 0 or normalised[last_end : match.start()].strip():
-            runs.append(([], not _after_preposition(normalised, match.start())))
-        words, acting = runs[-1]
-        words.append(norm_word(token))
+            acting = not _after_preposition(normalised, match.start())
+            run = []
+        run.append(norm_word(token))
         # "New Year's Eve" is one name; "Mitsubishi's deal" is Mitsubishi's.
         owns = possessive and (i + 1 == len(matches) or not _is_name(matches[i + 1].group(0)))
-        runs[-1] = (words, acting or owns)
+        if acting or owns:
+            found.update(run)
         last_end = match.end()
-    return {word for words, acting in runs if acting for word in words}
+    return found
 
 
 # Words that may stand between a preposition and its name: "at 30 West 67th Street", "in the US".
