@@ -94,6 +94,8 @@ class ParagraphIndex:
     """The names (lower case) the paragraph (or window) says."""
     actors: set[str] = field(default_factory=set)
     """Its names that are not right after a preposition: whom a figure there is about."""
+    dated: bool = True
+    """Whether the article's date is known (a BBC-style archive gives none)."""
 
 
 def _relative_years(text: str, published: str | None) -> list[Number]:
@@ -134,6 +136,7 @@ def index_paragraph(
         names={norm_word(n) for n in extract_terms(paragraph).names} - DATE_WORDS,
         actors=acting_names(paragraph) - DATE_WORDS,
         text=text,
+        dated=bool(published),
     )
     if windows:
         sentences = split_sentences(paragraph)
@@ -217,7 +220,7 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
         for n in terms.numbers
         if n not in terms.asked_numbers
         or _number_found(n, index)
-        or (is_year(n) and not adds_figure)
+        or (is_year(n) and not adds_figure and not _year_unknowable(terms, index))
     ]
     hard_total = len(figures) + len(claimed)
     numbers_found = sum(_number_found(n, index) for n in figures)
@@ -284,6 +287,27 @@ def assess(terms: Terms, index: ParagraphIndex) -> Assessment:
     )
     score = coverage * _HARD_MISS_FACTOR if hard_miss else coverage
     return Assessment(score, coverage, hard_miss, terms.count)
+
+
+def _year_unknowable(terms: Terms, index: ParagraphIndex) -> bool:
+    """Whether the paragraph cannot tell which year it is about, and the claim's new names are
+    said where it speaks of what the question asks: an undated article's paragraph that names
+    no year ("Kevin Morgan takes over from ... Hal Luscombe on the right wing" for the 2005 Six
+    Nations question) neither confirms nor contradicts the question's year."""
+    if index.dated or any(is_year(n) for n in index.numbers):
+        return False
+    new_names = [n for n in terms.names if norm_word(n) not in terms.asked_names]
+    words = list(terms.question_words)
+    if not new_names or len(words) < RELATION_MIN_WORDS:
+        return False
+    asked = [n for n in terms.names if norm_word(n) in terms.question_names - DATE_WORDS]
+
+    def placed(sentence: ParagraphIndex) -> bool:
+        return _shares(sentence, words) or any(_name_found(n, sentence) for n in asked)
+
+    return all(
+        any(placed(s) for s in index.sentences if _name_found(name, s)) for name in new_names
+    )
 
 
 def _related(terms: Terms, index: ParagraphIndex) -> bool:
