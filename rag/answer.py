@@ -32,6 +32,7 @@ from rag.settings import default
 from rag.types import (
     Answer,
     AnswerItem,
+    Citation,
     PartAnswered,
     Passage,
     Reading,
@@ -144,6 +145,7 @@ def stream_answer(
     else:
         answer = yield from reader.answer(question, first)
     answered = answered_parts(question, parts, [] if answer.abstained else answer.sentences)
+    left_open = [not done for done in answered]
     extra: list[tuple[Answer, list[Sentence]]] = []
     for index, part in enumerate(parts):
         if answered[index]:
@@ -188,7 +190,7 @@ def stream_answer(
                 answered[other] = True
                 added += [s for s in found_for if s not in added]
         extra.append((more, added))
-    yield combine(answer, parts, answered, extra)
+    yield combine(answer, parts, answered, extra, left_open=left_open)
 
 
 class _Reader:
@@ -406,6 +408,8 @@ def combine(
     parts: list[Part],
     answered: list[bool],
     extra: list[tuple[Answer, list[Sentence]]],
+    *,
+    left_open: list[bool] | None = None,
 ) -> Answer:
     """The first answer with what reading on for its unanswered parts added.
 
@@ -414,19 +418,22 @@ def combine(
     The sentences are added (citations numbered on after the first answer's, a paragraph cited
     twice keeping one number); for a part still unanswered, a sentence says so. The readings
     and timings of every reading add up.
+
+    ``left_open`` says which parts the first answer left unanswered: a sentence of it that the
+    check did not support and that is about such parts only is left out, since another
+    reading's answer or the sentence saying the part is not answered replaces it ("He was 19
+    years old" beside "18 years and 185 days", "The final score was 3-2" beside "The indexed
+    articles do not answer this part").
     """
-    texts = [] if answer.abstained else [answer.text]
-    citations = [] if answer.abstained else list(answer.citations)
-    sentences = [] if answer.abstained else list(answer.sentences)
+    first = [] if answer.abstained else list(answer.sentences)
+    kept = [s for s in first if not _superseded(s, parts, left_open)]
+    texts: list[str] = []
+    citations: list[Citation] = []
+    sentences: list[Sentence] = []
+    number_of: dict[tuple[str, int], int] = {}
     passages = list(answer.passages)
-    readings = list(answer.readings)
-    timings = dict(answer.timings)
-    number_of = {(c.passage.source, c.passage.paragraph): c.number for c in citations}
-    for more, added in extra:
-        readings += more.readings
-        for stage in ("prefill", "generation", "total"):
-            timings[stage] = timings.get(stage, 0.0) + more.timings.get(stage, 0.0)
-        timings["total"] -= more.timings.get("retrieval", 0.0)
+
+    def add(more: Answer, added: list[Sentence]) -> None:
         by_number = {c.number: c for c in more.citations}
         for sentence in added:
             if sentence.text in {t.text for t in sentences}:
@@ -444,6 +451,23 @@ def combine(
             renumbered = replace(sentence, citations=sorted(numbers))
             sentences.append(renumbered)
             texts.append(render(renumbered.text, renumbered.citations))
+
+    if len(kept) == len(first):
+        # Nothing left out: the first answer keeps its own layout (lines, bullets).
+        texts += [] if answer.abstained else [answer.text]
+        citations += [] if answer.abstained else answer.citations
+        sentences += first
+        number_of |= {(c.passage.source, c.passage.paragraph): c.number for c in citations}
+    else:
+        add(answer, kept)
+    readings = list(answer.readings)
+    timings = dict(answer.timings)
+    for more, added in extra:
+        readings += more.readings
+        for stage in ("prefill", "generation", "total"):
+            timings[stage] = timings.get(stage, 0.0) + more.timings.get(stage, 0.0)
+        timings["total"] -= more.timings.get("retrieval", 0.0)
+        add(more, added)
     for part, done in zip(parts, answered, strict=True):
         if not done:
             note = f"The indexed articles do not answer this part of the question: {part.text}"
@@ -468,6 +492,15 @@ def combine(
     combined.parts = status
     combined.timings = timings
     return combined
+
+
+def _superseded(sentence: Sentence, parts: list[Part], left_open: list[bool] | None) -> bool:
+    """Whether ``sentence``, of the first answer, is an unsupported claim about parts that
+    answer left open (and that reading on answers, or says are not answered)."""
+    if sentence.supported or left_open is None:
+        return False
+    about_ = most_about(sentence, parts)
+    return bool(about_) and all(left_open[i] for i in about_)
 
 
 def _attempt(

@@ -372,6 +372,46 @@ def test_a_part_no_passage_answers_is_said_plainly() -> None:
     assert [c.passage for c in answer.citations] == [MONEY]
 
 
+class GuessingModel(PartModel):
+    """As :class:`PartModel`, but guesses the city from a paragraph that does not give it."""
+
+    def stream(self, messages: list[dict[str, str]], *args: object) -> Iterator[str | Generation]:
+        user = messages[-1]["content"]
+        if "$120m" in user and "Heavy rain" in user:
+            self.questions.append(user.rsplit("Question:", 1)[-1].strip())
+            reply = "Up to $120m went missing [1]. The pair worked in Leeds [2]."
+            yield from reply.split(" ")
+            yield Generation(reply, 100, 10, 0.5, 0.25)
+            return
+        yield from super().stream(messages, *args)
+
+
+@pytest.mark.parametrize("found", [[RAIN, CITY], [RAIN]], ids=["answered on", "not answered"])
+def test_an_unsupported_sentence_about_a_part_read_on_for_is_left_out(
+    found: list[Passage],
+) -> None:
+    # "The pair worked in Leeds [2]" is unsupported by the rain paragraph: the part stays open
+    # and is read for; whatever that finds, the guess is not kept beside it.
+    items = stream_answer(
+        TWO_PART,
+        [MONEY, RAIN],
+        GuessingModel(),  # type: ignore[arg-type]
+        load_templates(),
+        max_prompt_tokens=2048,
+        max_new_tokens=32,
+        retrieve=lambda part, k=None: found,
+    )
+    answer = final_answer(items)
+    assert answer.readings[0].text.count("Leeds") == 1  # the check kept it, flagged
+    assert "Leeds" not in answer.text and "missing [1]." in answer.text
+    assert RAIN not in [c.passage for c in answer.citations]
+    if CITY in found:
+        assert "Harbin [2]." in answer.text and [p.answered for p in answer.parts] == [True, True]
+    else:
+        assert "do not answer this part" in answer.text
+        assert [p.answered for p in answer.parts] == [True, False]
+
+
 def test_an_answer_of_one_part_only_is_not_read_on_for() -> None:
     items = read("How much money went missing at the bank?", [MONEY], [CITY])
     assert not any(isinstance(i, ReadOn | Retry) for i in items)
