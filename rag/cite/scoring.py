@@ -15,6 +15,7 @@ support "Amazon invested $10 billion").
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -96,6 +97,8 @@ class ParagraphIndex:
     """Its names that are not right after a preposition: whom a figure there is about."""
     dated: bool = True
     """Whether the article's date is known (a BBC-style archive gives none)."""
+    labels: list[tuple[str, Number]] = field(default_factory=list)
+    """Figures given under a label ("Att: 50,430"), with the label in lower case."""
 
 
 def _relative_years(text: str, published: str | None) -> list[Number]:
@@ -137,6 +140,7 @@ def index_paragraph(
         actors=acting_names(paragraph) - DATE_WORDS,
         text=text,
         dated=bool(published),
+        labels=_labelled_figures(text),
     )
     if windows:
         sentences = split_sentences(paragraph)
@@ -146,6 +150,32 @@ def index_paragraph(
             index.windows.append(index_paragraph(window, "", published, windows=False))
             index.sentences.append(index_paragraph(sentences[i], "", published, windows=False))
     return index
+
+
+# "Att: 50,430", "Crowd: 40,000", "Price: £120m": a stats line labels its figures.
+_LABEL_RE = re.compile(
+    r"\b(?P<label>[A-Za-z]{3,}):\s*(?P<figure>[£$€]?\d[\d,.]*(?:\s?(?:m|bn|k)\b)?)"
+)
+
+
+def _labelled_figures(text: str) -> list[tuple[str, Number]]:
+    return [
+        (match.group("label").lower(), number)
+        for match in _LABEL_RE.finditer(text)
+        for number in find_numbers(match.group("figure"), bare_words=False)[0]
+    ]
+
+
+def _labelled(number: Number, index: ParagraphIndex, words: Sequence[str]) -> bool:
+    """Whether the paragraph gives ``number`` under a label that is one of ``words`` (or a
+    word counting the same, :func:`_alike`) or its abbreviation: "Att: 50,430" is the
+    attendance, whatever else the line says."""
+    forms = {form for w in words for form in _alike(w)}
+    return any(
+        math.isclose(number.value, figure.value, rel_tol=1e-9)
+        and any(form.startswith(label) for form in forms)
+        for label, figure in index.labels
+    )
 
 
 def merge(indexes: list[ParagraphIndex]) -> ParagraphIndex:
@@ -344,6 +374,8 @@ def _related(terms: Terms, index: ParagraphIndex) -> bool:
         if norm_word(n) in terms.question_actors and not _name_found(n, index)
     }
     for number in added:
+        if _labelled(number, index, words):
+            continue
         windows = [w for w in index.windows if _number_found(number, w)]
         if not windows:
             continue  # said only through the title or a relative date: the paragraph decides
@@ -459,6 +491,8 @@ def measures_asked(added: Sequence[Number], index: ParagraphIndex, asked: str) -
     months = {w for w in map(norm_word, WORD_RE.findall(asked)) if w in _MONTH_FORMS}
     by_month = bool(months) and any(months & s.words for s in index.sentences)
     for number in added:
+        if _labelled(number, index, [*wanted, *question.words]):
+            return True
         said = [i for i, s in enumerate(index.sentences) if _number_found(number, s)]
         if not said:
             return True  # said through the title or a relative date: nothing to place it by
