@@ -16,7 +16,7 @@ from typing import Protocol
 
 from rag.cite import ABSTAIN_TEXT, check_answer
 from rag.cite.assemble import render
-from rag.cite.terms import DATE_WORDS, Question, Terms, can_answer, extract_terms, norm_word
+from rag.cite.terms import DATE_WORDS, Question, can_answer, extract_terms, norm_word
 from rag.generate import ChatModel, Generation
 from rag.generate.base import last_of
 from rag.parts import Part, about, answered_parts, most_about, split_question
@@ -157,11 +157,19 @@ def stream_answer(
         # A first reading declined as a whole read nothing for the part: the model may have
         # mixed its paragraphs up, and the part's own best, read alone, is often the answer.
         read = [] if answer.abstained else first
-        # Wide enough that ``read_on_alone`` paragraphs not read yet are among those found.
-        searched = retrieve(with_context(part, question), len(read) + read_on_alone)
+        # Wide enough that ``read_on_alone`` paragraphs not read yet, and as many as the
+        # question was given after them, are among those found.
+        together_size = max(len(passages), 1)
+        searched = retrieve(with_context(part, question), len(read) + read_on_alone + together_size)
         found = unread_first(searched, read)
         alone = found[: min(read_on_alone, sum(not any(_same(p, r) for r in read) for p in found))]
-        together = unread_first(searched[: max(len(passages), 1)], read)
+        # Read together: the part's best paragraphs that no reading has had yet; when every one
+        # of its best was read alone to no answer, the next ones ("a 3 trillion yen deal" in
+        # the sixth paragraph found for the value of the deal).
+        together = unread_first(searched[:together_size], read)
+        if all(any(_same(p, r) for r in [*alone, *read]) for p in together):
+            later = [p for p in found[len(alone) :] if not any(_same(p, r) for r in read)]
+            together = later[:together_size] or together
         reads = len(alone) + sum(not any(_same(p, a) for a in alone) for p in together)
         yield ReadOn(part=part.text, passages=reads)
         # What a reading answers of any part still open counts: read for one part, the model
@@ -333,16 +341,24 @@ def with_context(part: Part, question: str) -> str:
     whole = extract_terms(question)
     lowered = part.text.lower()
     extra: list[str] = []
-    if not _names_subject(own):
+    if not _names_subject(part):
         extra += [n for n in whole.names if n.lower() not in lowered]
     if len(own.content) < _ELLIPTIC_WORDS:
         extra += [w for w in whole.content if w not in lowered]
     return f"{part.text} {' '.join(dict.fromkeys(extra))}".strip()
 
 
-def _names_subject(terms: Terms) -> bool:
-    """Whether a part names someone or something of its own (a month dates, it names nobody)."""
-    return any(norm_word(n) not in DATE_WORDS for n in terms.names)
+def _names_subject(part: Part) -> bool:
+    """Whether a part names someone or something of its own: a month dates, it names nobody,
+    and "the final score against France" names whom the subject played, not the subject."""
+    own = extract_terms(_OPPONENT_RE.sub(" ", part.text))
+    return any(norm_word(n) not in DATE_WORDS for n in own.names)
+
+
+# "against France", "versus the All Blacks": the other side of a match or a case.
+_OPPONENT_RE = re.compile(
+    r"\b(?:against|versus|vs\.?|v\.?)\s+(?:the\s+)?[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*)*"
+)
 
 
 def focus(part: Part, question: str) -> str:
@@ -354,7 +370,7 @@ def focus(part: Part, question: str) -> str:
     own = extract_terms(part.text)
     if len(own.content) < _ELLIPTIC_WORDS:
         return question
-    if _names_subject(own) and not _BACK_RE.search(part.text):
+    if _names_subject(part) and not _BACK_RE.search(part.text):
         return part.text
     names = extract_terms(question).names
     found = (re.sub(r"['’]s$", "", m.group(0)) for m in _NAME_SPAN_RE.finditer(question))

@@ -281,6 +281,11 @@ def test_reading_on_asks_the_part_itself_and_keeps_what_it_answers_of_other_part
             "How old was he when he won the Davis Cup?",
             "How old was he when he won the Davis Cup? (The question is about Rafael Nadal.)",
         ),
+        # Whom the subject played is not the subject.
+        (
+            "What was the final score against France?",
+            "What was the final score against France? (The question is about Wales, Six Nations.)",
+        ),
     ],
 )
 def test_reading_on_asks_the_part_with_the_names_it_leans_on(part: str, asked: str) -> None:
@@ -289,6 +294,8 @@ def test_reading_on_asks_the_part_with_the_names_it_leans_on(part: str, asked: s
         "which city did the pair work?",
         "How old was he when he won the Davis Cup?": "Who did Rafael Nadal beat in the final, "
         "and how old was he when he won the Davis Cup?",
+        "What was the final score against France?": "Who played on the Wales wing in the Six "
+        "Nations, and what was the final score against France?",
     }.get(part, f"Which firms back Blu-ray, and {part[0].lower()}{part[1:]}")
     from rag.parts import Part
 
@@ -460,6 +467,23 @@ def test_reading_on_reads_the_part_s_paragraphs_together_when_none_alone_answers
     assert "do not answer this part" in answer.text
     # The one unread paragraph alone, then as many as the question was given, together.
     assert [r.passages for r in answer.readings] == [[MONEY, RAIN], [weather], [weather, RAIN]]
+
+
+def test_reading_on_reads_the_next_paragraphs_together_when_its_best_were_all_read() -> None:
+    # The part's best two paragraphs (as many as the question was given) were read, alone or
+    # in the first reading, to no answer: the next ones are read together.
+    weather = [
+        passage(10 + i, f"Sunshine is forecast for day {i}.", "Weather", f"sun{i}.txt")
+        for i in range(5)
+    ]
+    found = [RAIN, *weather[:4], CITY, weather[4]]
+    answer = final_answer(read(TWO_PART, [MONEY, RAIN], found))  # type: ignore[arg-type]
+    assert [p.answered for p in answer.parts] == [True, True] and "Harbin" in answer.text
+    assert [r.passages for r in answer.readings] == [
+        [MONEY, RAIN],
+        *([w] for w in weather[:4]),
+        [CITY, weather[4]],
+    ]
 
 
 class MixingModel(PartModel):
