@@ -245,7 +245,10 @@ def test_answer_case(case: dict[str, Any]) -> None:
     # Checked as the answer path checks it: each part of the question judged on its own.
     parts = [part.text for part in split_question(case["question"])]
     checked = check_answer(
-        case["answer"], [passage(case["paragraph"])], question=case["question"], parts=parts
+        case["answer"],
+        [passage(case["paragraph"], title=case.get("title", ""))],
+        question=case["question"],
+        parts=parts,
     )
     assert checked.abstained == (case["expected"] == "declined"), case["why"]
 
