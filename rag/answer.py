@@ -161,15 +161,14 @@ def stream_answer(
         # question was given after them, are among those found.
         together_size = max(len(passages), 1)
         searched = retrieve(with_context(part, question), len(read) + read_on_alone + together_size)
-        found = unread_first(searched, read)
-        alone = found[: min(read_on_alone, sum(not any(_same(p, r) for r in read) for p in found))]
+        unread = [p for p in searched if not any(_same(p, r) for r in read)]
+        alone = unread[:read_on_alone]
         # Read together: the part's best paragraphs that no reading has had yet; when every one
         # of its best was read alone to no answer, the next ones ("a 3 trillion yen deal" in
         # the sixth paragraph found for the value of the deal).
         together = unread_first(searched[:together_size], read)
         if all(any(_same(p, r) for r in [*alone, *read]) for p in together):
-            later = [p for p in found[len(alone) :] if not any(_same(p, r) for r in read)]
-            together = later[:together_size] or together
+            together = unread[len(alone) : len(alone) + together_size] or together
         reads = len(alone) + sum(not any(_same(p, a) for a in alone) for p in together)
         yield ReadOn(part=part.text, passages=reads)
         # What a reading answers of any part still open counts: read for one part, the model
@@ -198,7 +197,7 @@ def stream_answer(
                 answered[other] = True
                 added += [s for s in found_for if s not in added]
         extra.append((more, added))
-    yield combine(answer, parts, answered, extra, left_open=left_open)
+    yield combine(answer, parts, answered, left_open, extra)
 
 
 class _Reader:
@@ -423,9 +422,8 @@ def combine(
     answer: Answer,
     parts: list[Part],
     answered: list[bool],
+    left_open: list[bool],
     extra: list[tuple[Answer, list[Sentence]]],
-    *,
-    left_open: list[bool] | None = None,
 ) -> Answer:
     """The first answer with what reading on for its unanswered parts added.
 
@@ -510,10 +508,10 @@ def combine(
     return combined
 
 
-def _superseded(sentence: Sentence, parts: list[Part], left_open: list[bool] | None) -> bool:
+def _superseded(sentence: Sentence, parts: list[Part], left_open: list[bool]) -> bool:
     """Whether ``sentence``, of the first answer, is an unsupported claim about parts that
     answer left open (and that reading on answers, or says are not answered)."""
-    if sentence.supported or left_open is None:
+    if sentence.supported:
         return False
     about_ = most_about(sentence, parts)
     return bool(about_) and all(left_open[i] for i in about_)
