@@ -98,7 +98,8 @@ class ParagraphIndex:
     dated: bool = True
     """Whether the article's date is known (a BBC-style archive gives none)."""
     labels: list[tuple[str, Number]] = field(default_factory=list)
-    """Figures given under a label ("Att: 50,430"), with the label in lower case."""
+    """Figures given under a label ("Att: 50,430"), with the label in lower case (of the whole
+    paragraph only: windows and sentences are not asked)."""
 
 
 def _relative_years(text: str, published: str | None) -> list[Number]:
@@ -143,7 +144,7 @@ def index_paragraph(
         actors=acting_names(paragraph) - DATE_WORDS,
         text=text,
         dated=bool(published),
-        labels=_labelled_figures(text),
+        labels=_labelled_figures(text) if windows else [],
     )
     if windows:
         sentences = split_sentences(paragraph)
